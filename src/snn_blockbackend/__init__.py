@@ -1,0 +1,18 @@
+"""snn-blockbackend: exact, fast block-neuron engine for snnTorch, SpikingJelly and Norse."""
+
+from . import surrogate
+from .functional import BlockResult, block_neuron, set_backend, use_backend
+from .profiles import PROFILES, NeuronProfile, make_profile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockResult",
+    "NeuronProfile",
+    "PROFILES",
+    "block_neuron",
+    "make_profile",
+    "set_backend",
+    "surrogate",
+    "use_backend",
+]

@@ -1,0 +1,208 @@
+"""Pure functions over tensors: validate the request, pick a provider, run the neuron engine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import NamedTuple
+
+import torch
+
+from . import plugins
+from .profiles import NeuronProfile, make_profile
+
+ENV_BACKEND = "SNN_BLOCKBACKEND_BACKEND"
+GRAD_MODES = ("exact", "blocks")
+_process_backend: str | None = None
+
+
+class BlockResult(NamedTuple):
+    spikes: torch.Tensor  # [T, ...], same dtype as the input
+    membrane: torch.Tensor  # [T, ...], the profile's reported membrane after each step
+    state: dict  # final state: the profile's variables plus "refractory" (steps still owed)
+
+
+# ---------------------------------------------------------------------------------------------
+# backend selection
+# ---------------------------------------------------------------------------------------------
+def set_backend(name: str | None) -> None:
+    """Process-wide default provider ("auto", a provider name, or None to clear)."""
+    global _process_backend
+    if name is not None and name != "auto":
+        _known_provider(name)
+    _process_backend = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Temporarily set the process-wide provider."""
+    global _process_backend
+    previous = _process_backend
+    set_backend(name)
+    try:
+        yield
+    finally:
+        _process_backend = previous
+
+
+def _known_provider(name: str):
+    available = plugins.providers()
+    if name not in available:
+        raise ValueError(f"unknown backend {name!r}; available providers: {sorted(available)}")
+    return available[name]
+
+
+def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str):
+    """Resolve ``backend`` (per call) > process-wide setting > $SNN_BLOCKBACKEND_BACKEND > auto."""
+    if backend == "auto":
+        backend = _process_backend or os.environ.get(ENV_BACKEND) or "auto"
+    if backend != "auto":
+        provider = _known_provider(backend)
+        reason = provider.supports(profile, device, grad)
+        if reason is not None:
+            raise ValueError(f"backend {backend!r} cannot run this request: {reason}")
+        return provider
+    candidates = sorted(plugins.providers().values(), key=lambda prov: -prov.priority)
+    reasons = []
+    for provider in candidates:
+        reason = provider.supports(profile, device, grad)
+        if reason is None:
+            return provider
+        reasons.append(f"{provider.name}: {reason}")
+    raise ValueError("no provider supports this request: " + "; ".join(reasons))
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+def check_refractory_steps(refractory_steps) -> int:
+    if isinstance(refractory_steps, bool) or not isinstance(refractory_steps, int):
+        if isinstance(refractory_steps, torch.Tensor) and refractory_steps.dim() == 0 and not refractory_steps.is_floating_point():
+            refractory_steps = int(refractory_steps)
+        else:
+            raise TypeError(f"refractory_steps must be a non-negative int, not {refractory_steps!r}")
+    if refractory_steps < 0:
+        raise ValueError(f"refractory_steps must be >= 0, got {refractory_steps}")
+    return refractory_steps
+
+
+def check_input(x: torch.Tensor, check_finite: bool = True) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, not {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"input must be a floating-point tensor, got dtype {x.dtype}; convert it with x.float()")
+    if x.dim() < 2:
+        raise ValueError(
+            f"input must be time-first with at least one neuron dimension, [T, ...]; got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError("input has no time steps (T = 0)")
+    if check_finite and not bool(torch.isfinite(x).all()):
+        raise ValueError("input contains NaN or Inf (pass check_finite=False to skip this check)")
+
+
+def _as_param(name, value, x, neuron_shape):
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point():
+            raise TypeError(f"parameter {name!r} must be floating point, got dtype {value.dtype}")
+        if value.device != x.device:
+            raise ValueError(f"parameter {name!r} is on {value.device} but the input is on {x.device}")
+        if value.dtype != x.dtype:
+            raise TypeError(
+                f"parameter {name!r} has dtype {value.dtype} but the input has {x.dtype}; use the same dtype"
+            )
+        try:
+            torch.broadcast_shapes(value.shape, neuron_shape)
+        except RuntimeError:
+            raise ValueError(
+                f"parameter {name!r} of shape {tuple(value.shape)} does not broadcast to the neuron shape "
+                f"{tuple(neuron_shape)} (input shape is [T, *neuron_shape])"
+            ) from None
+        tensor = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        tensor = torch.tensor(float(value), dtype=x.dtype, device=x.device)
+    else:
+        raise TypeError(f"parameter {name!r} must be a float or a tensor, not {type(value).__name__}")
+    if not bool(torch.isfinite(tensor.detach()).all()):
+        raise ValueError(f"parameter {name!r} contains NaN or Inf")
+    return tensor
+
+
+def check_params(profile: NeuronProfile, params: dict, x: torch.Tensor) -> dict:
+    params = dict(params or {})
+    unknown = set(params) - set(profile.param_defaults)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {sorted(unknown)} for profile {profile.name!r}; "
+            f"it takes {sorted(profile.param_defaults)}"
+        )
+    out = {}
+    neuron_shape = x.shape[1:]
+    for name, default in profile.param_defaults.items():
+        value = params.get(name, default)
+        if value is None:
+            raise ValueError(f"profile {profile.name!r} needs parameter {name!r}")
+        out[name] = _as_param(name, value, x, neuron_shape)
+    for name in profile.unit_interval_params:
+        t = out[name].detach()
+        if not bool(((t > 0) & (t <= 1)).all()):
+            raise ValueError(f"{name} must lie in (0, 1], got values in [{t.min().item()}, {t.max().item()}]")
+    for name in profile.positive_params:
+        t = out[name].detach()
+        if not bool((t > 0).all()):
+            raise ValueError(f"{name} must be > 0 for the block algorithm, got min {t.min().item()}")
+    return out
+
+
+def check_state(profile: NeuronProfile, state: dict | None, x: torch.Tensor):
+    if state is None:
+        return None
+    missing = set(profile.state_names) - set(state)
+    if missing:
+        raise ValueError(f"state is missing {sorted(missing)} for profile {profile.name!r}")
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"state {name!r} must be a tensor")
+        if value.device != x.device:
+            raise ValueError(f"state {name!r} is on {value.device} but the input is on {x.device}")
+        if name != "refractory" and value.dtype != x.dtype:
+            raise TypeError(f"state {name!r} has dtype {value.dtype} but the input has {x.dtype}")
+        if value.shape != x.shape[1:]:
+            raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------------
+def block_neuron(
+    x: torch.Tensor,
+    profile: NeuronProfile | str = "paper",
+    params: dict | None = None,
+    refractory_steps: int = 0,
+    *,
+    state: dict | None = None,
+    grad: str = "exact",
+    backend: str = "auto",
+    check_finite: bool = True,
+) -> BlockResult:
+    """Run a spiking neuron layer over time-first input current ``x`` of shape [T, ...].
+
+    ``profile``: a ``NeuronProfile`` or a profile name; ``params``: the profile's parameters (floats or
+    tensors broadcastable to ``x.shape[1:]``); ``refractory_steps`` R >= 0 (R = 0: the plain neuron);
+    ``grad``: "exact" (BPTT of the sequential reference) or "blocks" (the paper's approximate block
+    gradient); ``backend``: "auto" or a provider name.
+    """
+    if isinstance(profile, str):
+        profile = make_profile(profile)
+    if not isinstance(profile, NeuronProfile):
+        raise TypeError(f"profile must be a NeuronProfile or a name, not {type(profile).__name__}")
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, not {grad!r}")
+    refractory_steps = check_refractory_steps(refractory_steps)
+    check_input(x, check_finite)
+    p = check_params(profile, params, x)
+    state = check_state(profile, state, x)
+    provider = select_provider(backend, profile, x.device, grad)
+    spikes, membrane, final = provider.run(profile, p, x, refractory_steps, state=state, grad=grad)
+    return BlockResult(spikes, membrane, final)

@@ -1,0 +1,159 @@
+"""The block algorithm in plain PyTorch ops (CPU and GPU).
+
+With an absolute refractory period of R steps a neuron spikes at most once per block of L = R+1 steps.
+Time is cut into blocks; within a block the engine tracks only *where* the first spike happened, and the
+refractory period is a positional mask (``position < entry`` where ``entry`` is the previous block's spike
+position), so no per-step refractory counter exists. A short last block handles T not divisible by L.
+
+Exactness: the sub-threshold recurrence is evaluated with the same operations, in the same order, as the
+sequential reference (a Horner chain ``v*decay + x``, not the paper's convolution, whose different rounding
+could flip spikes near threshold). Spike detection, surrogate spikes, resets, refractory masks and output
+assembly are done once per block on whole [L, ...] tensors. Gradients come from autograd through exactly
+these operations, which is BPTT of the reference.
+
+Two paths:
+* ``fast``: profiles with one held state variable, a bitwise-linear charge and a detached reset (the paper's
+  LIF, snnTorch ``Leaky`` with its default delayed reset). Per step only ``v = v*decay + x`` runs.
+* ``generic``: any profile; per step the profile's charge, surrogate spike and reset run, with the
+  refractory period still given by block positions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..plugins import hookimpl
+
+
+def _positions(length: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.arange(length, device=like.device).view(length, *([1] * like.dim()))
+
+
+def _first_true(mask: torch.Tensor, none_value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the first True along dim 0 (``none_value`` where there is none) and the any-mask."""
+    any_true = mask.any(0)
+    first = mask.to(torch.uint8).argmax(0)
+    return torch.where(any_true, first, none_value), any_true
+
+
+def _initial(profile, p, x, state, block_len):
+    s = dict(state) if state is not None else profile.initial_state(p, x[0])
+    countdown = s.pop("refractory", None)
+    if countdown is None:
+        countdown = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+    # "entry": the position of the first block where a neuron that spiked recently is live again; it is
+    # refractory before it. -1: no spike pending.
+    entry = torch.where(countdown > 0, countdown, -1)
+    return s, entry
+
+
+def run_fast(profile, p, x, refractory_steps, state):
+    L = refractory_steps + 1
+    s, entry = _initial(profile, p, x, state, L)
+    v = s["v"]
+    pending = profile.pending_reset(p, s)
+    if pending is not None:
+        entry = torch.where((entry < 0) & pending, 0, entry)
+    decay = profile.linear_decay(p)
+    reentry_decay, reentry_sub = profile.reentry(p)
+    has_sub = not (isinstance(reentry_sub, float) and reentry_sub == 0.0)
+    threshold = profile.threshold(p)
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+
+    spikes, membranes = [], []
+    for xb in x.split(L):
+        n = xb.shape[0]
+        pos = _positions(n, v)
+        refractory = pos < entry
+        reentry = pos == entry
+        # Per-position coefficients so the step is the same Horner op everywhere: held during the
+        # refractory period (v*1 + 0), the profile's delayed reset at re-entry.
+        block_decay = torch.where(refractory, one, torch.where(reentry, reentry_decay, decay))
+        block_x = torch.where(refractory, zero, xb)
+        block_sub = torch.where(reentry, reentry_sub, zero) if has_sub else None
+        traj = []
+        for k in range(n):
+            v = v * block_decay[k] + block_x[k]
+            if block_sub is not None:
+                v = v - block_sub[k]
+            traj.append(v)
+        V = torch.stack(traj)
+        margin = V - threshold
+        live = ~refractory
+        with torch.no_grad():
+            crossing = (margin > 0 if profile.strict else margin >= 0) & live
+            j0, spiked = _first_true(crossing, L)
+        live = live & (pos <= j0)
+        spike = profile.spike(margin) * live.to(x.dtype)
+        after = profile.reset(p, None, {"v": V}, spike)["v"]
+        post = after.gather(0, j0.clamp(max=n - 1).unsqueeze(0)).squeeze(0)
+        held_after_spike = spiked & (pos >= j0)
+        membranes.append(torch.where(held_after_spike, post, V))
+        spikes.append(profile.emit(p, spike))
+        v = torch.where(spiked, post, V[-1])
+        prev_entry, entry = entry, torch.where(spiked, j0, -1)
+    countdown = _countdown(refractory_steps, n, spiked, j0, prev_entry)
+    return torch.cat(spikes), torch.cat(membranes), {"v": v, "refractory": countdown}
+
+
+def _countdown(refractory_steps, n, spiked, j0, prev_entry):
+    """Refractory steps owed after the last block (length ``n``)."""
+    after_spike = refractory_steps - (n - 1 - j0)
+    carried = prev_entry - n
+    return torch.where(spiked, after_spike, carried).clamp(min=0)
+
+
+def run_generic(profile, p, x, refractory_steps, state):
+    L = refractory_steps + 1
+    s, entry = _initial(profile, p, x, state, L)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    spikes, membranes = [], []
+    for xb in x.split(L):
+        n = xb.shape[0]
+        carry_refractory = _positions(n, xb[0]) < entry
+        last_carry = int(entry.max()) if entry.numel() else 0  # positions >= this need no carry mask
+        spiked = torch.zeros(x.shape[1:], dtype=torch.bool, device=x.device)
+        j0 = torch.full(x.shape[1:], L, dtype=torch.long, device=x.device)
+        for k, xt in enumerate(xb.unbind(0)):
+            charged, margin = profile.charge(p, s, xt)
+            refractory = spiked | carry_refractory[k] if k < last_carry else spiked
+            spike = torch.where(refractory, zero, profile.spike(margin))
+            after_reset = profile.reset(p, s, charged, spike)
+            s = {
+                name: torch.where(refractory, s[name] if name in profile.held else charged[name], after_reset[name])
+                for name in profile.state_names
+            }
+            fired = spike != 0
+            j0 = torch.where(fired, k, j0)
+            spiked = spiked | fired
+            spikes.append(profile.emit(p, spike))
+            membranes.append(profile.membrane(s))
+        prev_entry, entry = entry, torch.where(spiked, j0, -1)
+    countdown = _countdown(refractory_steps, n, spiked, j0, prev_entry)
+    return torch.stack(spikes), torch.stack(membranes), {**s, "refractory": countdown}
+
+
+class TorchBlockProvider:
+    name = "torch"
+    priority = 10
+
+    def supports(self, profile, device, grad):
+        if grad == "blocks" and not getattr(profile, "supports_block_gradient", False):
+            return f"grad='blocks' (the paper's block gradient) is defined for the paper profiles, not {profile.name}"
+        return None
+
+    def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
+        p = profile.prepare(params)
+        if grad == "blocks":
+            from ..block_gradient import run_with_block_gradient
+
+            return run_with_block_gradient(profile, p, x, refractory_steps, state)
+        if profile.silent_reset_is_identity and profile.linear_decay(p) is not None:
+            return run_fast(profile, p, x, refractory_steps, state)
+        return run_generic(profile, p, x, refractory_steps, state)
+
+
+@hookimpl
+def snn_blockbackend_providers():
+    return [TorchBlockProvider()]

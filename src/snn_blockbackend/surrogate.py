@@ -1,0 +1,117 @@
+"""Surrogate spike functions: a Heaviside forward with a smooth stand-in derivative.
+
+Each surrogate reproduces the backward formula of the framework it is named after, so that gradients
+through our neurons match the native ones to float tolerance. The forward comparison (``>`` or ``>=``)
+belongs to the neuron profile, not to the surrogate, and is passed in as ``strict``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+DerivativeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _HeavisideWithSurrogate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, margin, derivative, strict):
+        ctx.save_for_backward(margin)
+        ctx.derivative = derivative
+        spike = margin > 0 if strict else margin >= 0
+        return spike.to(margin.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_spike):
+        (margin,) = ctx.saved_tensors
+        if ctx.derivative is None:
+            return None, None, None
+        return grad_spike * ctx.derivative(margin), None, None
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """A named surrogate: ``derivative(margin)`` is dS/dmargin used in backward (None: no gradient)."""
+
+    name: str
+    derivative: DerivativeFn | None
+
+    def __call__(self, margin: torch.Tensor, strict: bool = True) -> torch.Tensor:
+        return _HeavisideWithSurrogate.apply(margin, self.derivative, strict)
+
+
+def atan(alpha: float = 2.0) -> Surrogate:
+    """snnTorch ``surrogate.atan`` (its default): alpha/2 / (1 + (pi/2*alpha*x)^2)."""
+    return Surrogate(f"atan({alpha})", lambda x: alpha / 2 / (1 + (math.pi / 2 * alpha * x) ** 2))
+
+
+def fast_sigmoid(slope: float = 25.0) -> Surrogate:
+    """snnTorch ``surrogate.fast_sigmoid``: 1 / (slope*|x| + 1)^2."""
+    return Surrogate(f"fast_sigmoid({slope})", lambda x: 1.0 / (slope * x.abs() + 1.0) ** 2)
+
+
+def sigmoid(alpha: float = 4.0) -> Surrogate:
+    """SpikingJelly ``surrogate.Sigmoid`` (its default): alpha*sig(alpha x)*(1-sig(alpha x))."""
+
+    def derivative(x):
+        s = torch.sigmoid(alpha * x)
+        return (1.0 - s) * s * alpha
+
+    return Surrogate(f"sigmoid({alpha})", derivative)
+
+
+def superspike(alpha: float = 100.0) -> Surrogate:
+    """Norse SuperSpike: 1 / (alpha*|x| + 1)^2 (Norse 1.1 ignores alpha, i.e. alpha=1)."""
+    return Surrogate(f"superspike({alpha})", lambda x: 1.0 / (alpha * x.abs() + 1.0) ** 2)
+
+
+def multi_gaussian(sigma: float = 0.5, h: float = 0.15, s: float = 6.0, gamma: float = 0.5) -> Surrogate:
+    """The multi-Gaussian surrogate of Yin et al. (2021) used by all Blocks paper experiments."""
+
+    def normal(x, mu, sd):
+        return torch.exp(-((x - mu) ** 2) / (2 * sd**2)) / (sd * math.sqrt(2 * math.pi))
+
+    def derivative(x):
+        return gamma * (
+            (1 + h) * normal(x, 0.0, sigma) - h * normal(x, sigma, s * sigma) - h * normal(x, -sigma, s * sigma)
+        )
+
+    return Surrogate("multi_gaussian", derivative)
+
+
+def boxcar(width: float = 1.0) -> Surrogate:
+    """Gradient 1 on (-width/2, width/2], 0 elsewhere."""
+    half = width / 2
+    return Surrogate(f"boxcar({width})", lambda x: ((x > -half) & (x <= half)).to(x.dtype))
+
+
+def heaviside() -> Surrogate:
+    """No surrogate: spikes carry no gradient."""
+    return Surrogate("heaviside", None)
+
+
+_BY_NAME = {
+    "atan": atan,
+    "fast_sigmoid": fast_sigmoid,
+    "sigmoid": sigmoid,
+    "superspike": superspike,
+    "multi_gaussian": multi_gaussian,
+    "boxcar": boxcar,
+    "heaviside": heaviside,
+}
+
+
+def get(spec: str | Surrogate | Callable | None, default: Surrogate) -> Callable:
+    """Resolve a surrogate given by name, object, plain callable ``margin -> spike`` or None (default)."""
+    if spec is None:
+        return default
+    if isinstance(spec, str):
+        if spec not in _BY_NAME:
+            raise ValueError(f"unknown surrogate {spec!r}; choose one of {sorted(_BY_NAME)}")
+        return _BY_NAME[spec]()
+    if callable(spec):
+        return spec
+    raise TypeError(f"surrogate must be a name, a Surrogate or a callable, not {type(spec).__name__}")

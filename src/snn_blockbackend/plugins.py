@@ -31,10 +31,16 @@ def plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(Hooks)
     # Our own plugins are registered explicitly too, so an un-installed source checkout works.
     from .adapters import registry as adapter_registry
-    from .providers import reference, torch_provider
+    from .providers import numba_provider, reference, torch_provider
 
     # Same names as our entry points, so load_setuptools_entrypoints skips them.
-    for name, module in (("reference", reference), ("torch", torch_provider), ("adapters", adapter_registry)):
+    ours = (
+        ("reference", reference),
+        ("torch", torch_provider),
+        ("numba", numba_provider),
+        ("adapters", adapter_registry),
+    )
+    for name, module in ours:
         pm.register(module, name=name)
     pm.load_setuptools_entrypoints(PROJECT)
     return pm

@@ -10,9 +10,9 @@ A profile says, for one framework's neuron, with that framework's exact floating
   is ignored for them and they keep their post-spike value; other variables, e.g. adaptation, keep evolving).
 * ``silent_reset_is_identity``: True when ``reset`` with a silent spike is the identity in value *and*
   gradient (detached resets, no spike-driven adaptation). The engine then skips the reset on silent steps.
-* ``linear_decay(p)``: for profiles whose charge is bitwise ``v * decay + x`` with one held variable and a
-  detached reset, the decay; this enables the engine's fast block path. ``reentry`` describes the first
-  step after a spike (a delayed reset), ``pending_reset`` whether an initial state owes one.
+* ``fast_lif(p)``: for profiles whose charge is bitwise ``v * decay + x`` with one held variable and a
+  detached reset, the description the torch provider's fast path needs (see ``providers.torch_lif``);
+  ``pending_reset`` says whether a given initial state still owes a delayed reset.
 
 Parameters ``p`` are a dict of tensors broadcastable against the input of one time step.
 All per-step functions are pure and elementwise; they are the single place where neuron math lives.
@@ -21,7 +21,7 @@ All per-step functions are pure and elementwise; they are the single place where
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -29,6 +29,16 @@ from . import surrogate as sg
 
 State = dict[str, torch.Tensor]
 Params = dict[str, torch.Tensor]
+
+
+class FastLIF(NamedTuple):
+    decay: torch.Tensor  # per-neuron or scalar decay (beta)
+    threshold: torch.Tensor
+    graded: torch.Tensor | None  # output spike factor (None: 1)
+    reentry_zero: bool  # first live step after a spike: v*0 + x (delayed reset to zero)
+    reentry_subtract: bool  # first live step after a spike: (v*decay + x) - threshold (delayed subtract)
+    post_zero: bool  # the membrane is 0 from the spike step on (immediate, detached reset to zero)
+    strict: bool  # spike iff v > threshold (else >=)
 
 
 class NeuronProfile:
@@ -73,21 +83,20 @@ class NeuronProfile:
     def membrane(self, s: State) -> torch.Tensor:
         return s["v"]
 
-    # -- fast block path (optional) ---------------------------------------------------------------
-    def linear_decay(self, p: Params) -> torch.Tensor | None:
-        return None
+    # -- fast path (optional) -----------------------------------------------------------------
+    @property
+    def fast_lif_capable(self) -> bool:
+        """Whether ``fast_lif`` returns a description (without needing parameter values)."""
+        return type(self).fast_lif is not NeuronProfile.fast_lif
 
-    def reentry(self, p: Params) -> tuple[torch.Tensor | float, torch.Tensor | float]:
-        """(decay, subtrahend) of the first step after a spike: v <- (v*decay + x) - subtrahend."""
-        return self.linear_decay(p), 0.0
+    def fast_lif(self, p: Params):
+        """A ``FastLIF`` when this profile is a one-variable LIF with a bitwise-linear
+        charge ``v*decay + x`` and a detached reset; None otherwise."""
+        return None
 
     def pending_reset(self, p: Params, s: State) -> torch.Tensor | None:
         """Bool mask of neurons whose given initial state still owes a delayed reset (None: never)."""
         return None
-
-    def threshold(self, p: Params) -> torch.Tensor:
-        """Fixed threshold for the fast path's margin ``v - threshold``."""
-        raise NotImplementedError
 
     def describe(self) -> str:
         return self.name
@@ -137,11 +146,8 @@ class PaperLIF(NeuronProfile):
     def reset(self, p, prev, charged, spike):
         return {"v": charged["v"] * (1 - spike.detach())}
 
-    def linear_decay(self, p):
-        return p["beta"]
-
-    def threshold(self, p):
-        return p["threshold"]
+    def fast_lif(self, p):
+        return FastLIF(p["beta"], p["threshold"], None, False, False, post_zero=True, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,43 +201,71 @@ class SnnTorchLeaky(NeuronProfile):
         if self.reset_delay or self.reset_mechanism == "none":
             return charged
         v = charged["v"]
-        do_reset = spike * p["graded_spikes_factor"] / p["graded_spikes_factor"] - self._pending(p, prev["v"])
+        # snnTorch: do_reset = spk / graded - reset with spk = the *returned* (graded) spike tensor, so its
+        # gradient sums the output and reset paths before the ``* graded`` backward: share that node with emit
+        do_reset = self.emit(p, spike) / p["graded_spikes_factor"] - self._pending(p, prev["v"])
         if self.reset_mechanism == "subtract":
             return {"v": v - do_reset * p["threshold"]}
         return {"v": v - do_reset * v}
 
     def emit(self, p, spike):
-        return spike * p["graded_spikes_factor"]
+        graded = getattr(spike, "_snntorch_graded", None)  # set when reset() already scaled this spike
+        if graded is None:
+            graded = spike * p["graded_spikes_factor"]
+            spike._snntorch_graded = graded
+        return graded
 
-    def linear_decay(self, p):
-        return p["beta"] if self.reset_delay else None
+    @property
+    def fast_lif_capable(self):
+        return self.reset_delay
 
-    def reentry(self, p):
-        if self.reset_mechanism == "subtract":
-            return p["beta"], p["threshold"]
-        if self.reset_mechanism == "zero":
-            return torch.zeros_like(p["beta"]), 0.0
-        return p["beta"], 0.0
+    def fast_lif(self, p):
+        if not self.reset_delay:
+            return None
+        return FastLIF(
+            p["beta"],
+            p["threshold"],
+            p["graded_spikes_factor"],
+            reentry_zero=self.reset_mechanism == "zero",
+            reentry_subtract=self.reset_mechanism == "subtract",
+            post_zero=False,
+            strict=True,
+        )
 
     def pending_reset(self, p, s):
         if self.reset_mechanism == "none":
             return None
         return s["v"] - p["threshold"] > 0
 
-    def threshold(self, p):
-        return p["threshold"]
 
 
 # ---------------------------------------------------------------------------------------------
 # SpikingJelly LIFNode / ParametricLIFNode
 # ---------------------------------------------------------------------------------------------
+_SPIKINGJELLY_VERSIONS = ("2", "0.0.0.0.14")
+
+
 class SpikingJellyLIF(NeuronProfile):
     """SpikingJelly ``LIFNode``: charge, fire (``>=``), hard reset to ``v_reset`` or soft reset.
 
     ``tau`` is the membrane time constant. ``parametric=True`` follows ``ParametricLIFNode``, which
-    multiplies by ``decay = sigmoid(w)`` (parameter ``decay``) instead of dividing by tau.
-    ``version`` selects the ``decay_input=False`` arithmetic: "2" (V - (V - Vr)/tau + X) or
-    "0.0.0.0.14" (V*(1 - 1/tau) + X when v_reset is None or 0).
+    multiplies by ``decay = sigmoid(w)`` (parameter ``decay``; pass ``node.w.sigmoid()`` so the gradient
+    reaches ``w``) instead of dividing by tau. The returned membrane is post-reset (SpikingJelly's
+    ``v_seq``); the initial state is ``v_reset`` (hard reset) or 0 (soft reset).
+
+    ``version`` selects the charge arithmetic (``Vr`` = v_reset, 0 for the soft reset):
+
+    * "2" (SpikingJelly 2.0, ``_ops/lif/reference.py`` and ``_ops/plif/reference.py``), for every v_reset:
+      ``V + (X - (V - Vr))/tau`` and ``V - (V - Vr)/tau + X`` (``decay_input=False``); parametric:
+      ``V + (X - (V - Vr))*decay`` and ``V - (V - Vr)*decay + X``.
+    * "0.0.0.0.14" (its train-mode torch backend): the same except when v_reset is None or 0, where it uses
+      ``V + (X - V)/tau`` (bitwise the same as above) and, for ``decay_input=False``,
+      ``V*(1 - 1/tau) + X`` with ``1 - 1/tau`` computed in double precision from the Python float tau
+      (TorchScript) and rounded to the tensor dtype; parametric: ``V + (X - V)*decay`` and
+      ``V*(1 - decay) + X``.
+
+    Resets (both versions): hard ``S*Vr + (1 - S)*H``, soft ``H - S*V_th``; ``S`` detached with
+    ``detach_reset``.
     """
 
     name = "spikingjelly_lif"
@@ -249,6 +283,8 @@ class SpikingJellyLIF(NeuronProfile):
         version: str = "2",
     ):
         super().__init__(surrogate)
+        if version not in _SPIKINGJELLY_VERSIONS:
+            raise ValueError(f"version must be one of {_SPIKINGJELLY_VERSIONS}, not {version!r}")
         self.decay_input = bool(decay_input)
         self.v_reset = None if v_reset is None else float(v_reset)
         self.detach_reset = bool(detach_reset)
@@ -272,18 +308,21 @@ class SpikingJellyLIF(NeuronProfile):
     def charge(self, p, s, x):
         v = s["v"]
         vr = 0.0 if self.v_reset is None else self.v_reset
+        legacy_reset0 = self.version == "0.0.0.0.14" and vr == 0.0
         if self.parametric:
             d = p["decay"]
             if self.decay_input:
-                h = v + (x - (v - vr)) * d if vr != 0.0 else v + (x - v) * d
+                h = v + (x - v) * d if legacy_reset0 else v + (x - (v - vr)) * d
             else:
-                h = v - (v - vr) * d + x if vr != 0.0 else v * (1.0 - d) + x
+                h = v * (1.0 - d) + x if legacy_reset0 else v - (v - vr) * d + x
         elif self.decay_input:
-            h = v + (x - (v - vr)) / p["tau"]
-        elif self.version == "2" or vr != 0.0:
-            h = v - (v - vr) / p["tau"] + x
+            h = v + (x - v) / p["tau"] if legacy_reset0 else v + (x - (v - vr)) / p["tau"]
+        elif legacy_reset0:
+            # TorchScript evaluates (1. - 1. / tau) in double; the tensor op rounds it to v's dtype
+            coefficient = (1.0 - 1.0 / p["tau"].to(torch.float64)).to(v.dtype)
+            h = v * coefficient + x
         else:
-            h = v * (1.0 - 1.0 / p["tau"]) + x
+            h = v - (v - vr) / p["tau"] + x
         return {"v": h}, h - p["v_threshold"]
 
     def reset(self, p, prev, charged, spike):
@@ -297,26 +336,58 @@ class SpikingJellyLIF(NeuronProfile):
 # ---------------------------------------------------------------------------------------------
 # Norse (1.0.x / 1.1.x)
 # ---------------------------------------------------------------------------------------------
-class NorseLIFBox(NeuronProfile):
-    """Norse ``LIFBoxCell``: v' = v + dt*tau_mem_inv*((v_leak - v) + x); spike iff v' > v_th; reset to
-    ``v_reset`` (or subtract ``v_th`` with ``reset_method='subtract'``, Norse 1.1). Reset not detached."""
+_NORSE_VERSIONS = ("1.0", "1.1")
+
+
+def _norse_default_surrogate(version: str):
+    # Norse's default method="super": 1.0 uses SuperSpike with alpha=100; 1.1 ignores alpha (slope 1)
+    return sg.superspike(100.0 if version == "1.0" else 1.0)
+
+
+class _NorseProfile(NeuronProfile):
+    """Shared by the Norse profiles: spikes are ``x > 0`` (strict), resets are not detached, the initial
+    state is built from *detached* parameters (Norse's ``initial_state`` clones/detaches ``v_leak`` and
+    ``v_th``), and ``version`` picks the default surrogate slope.
+
+    Norse multiplies ``dt * tau_*_inv`` first, as a tensor op in the parameters' dtype. Its default
+    parameters are float32 tensors, so on float64 input that product is a float32 value; to reproduce such a
+    run pass ``dt=1.0`` and the float32 products (e.g. ``(0.001 * p.tau_mem_inv).double()``) as the rates.
+    """
+
+    default_surrogate = staticmethod(lambda: sg.superspike(1.0))
+
+    def __init__(self, surrogate=None, version: str = "1.1"):
+        if version not in _NORSE_VERSIONS:
+            raise ValueError(f"version must be one of {_NORSE_VERSIONS}, not {version!r}")
+        super().__init__(surrogate if surrogate is not None else _norse_default_surrogate(version))
+        self.version = version
+
+
+class NorseLIFBox(_NorseProfile):
+    """Norse ``LIFBoxCell``: ``v' = v + dt*tau_mem_inv*((x + v_leak) - v)`` (that operation order, with
+    ``dt*tau_mem_inv`` evaluated first); spike iff ``v' > v_th``; ``reset_method='value'``:
+    ``(1 - z)*v' + z*v_reset``, ``'subtract'`` (Norse 1.1 ``reset_subtract``): ``(1 - z)*v' + z*(v' - v_th)``.
+    Reset not detached; initial ``v = v_leak`` (detached)."""
 
     name = "norse_lif_box"
     param_defaults = {"tau_mem_inv": 100.0, "v_leak": 0.0, "v_th": 1.0, "v_reset": 0.0, "dt": 0.001}
-    default_surrogate = staticmethod(lambda: sg.superspike(1.0))
 
-    def __init__(self, surrogate=None, reset_method: str = "value"):
-        super().__init__(surrogate)
+    def __init__(self, surrogate=None, reset_method: str = "value", version: str = "1.1"):
+        super().__init__(surrogate, version)
         if reset_method not in ("value", "subtract"):
             raise ValueError("reset_method must be 'value' or 'subtract'")
         self.reset_method = reset_method
 
+    def describe(self):
+        return f"{self.name}(reset_method={self.reset_method}, version={self.version})"
+
     def initial_state(self, p, x0):
-        return {"v": torch.zeros_like(x0) + p["v_leak"]}
+        # Norse: v = clone(v_leak) (detached; Norse keeps v_leak's 0-dim shape, same values and gradients)
+        return {"v": torch.zeros_like(x0) + p["v_leak"].detach()}
 
     def charge(self, p, s, x):
         v = s["v"]
-        dv = p["dt"] * p["tau_mem_inv"] * ((p["v_leak"] - v) + x)
+        dv = p["dt"] * p["tau_mem_inv"] * (x + p["v_leak"] - v)
         v = v + dv
         return {"v": v}, v - p["v_th"]
 
@@ -327,10 +398,15 @@ class NorseLIFBox(NeuronProfile):
         return {"v": (1 - spike) * v + spike * p["v_reset"]}
 
 
-class NorseLIF(NeuronProfile):
-    """Norse current-based ``LIFCell``. Version "1.1" adds the input to the synaptic current before the
-    voltage update; "1.0" after it (the input reaches v one step later). During the refractory period v is
-    held and i keeps integrating, as in Norse's ``LIFRefracCell`` (so R here equals its ``rho_reset``)."""
+class NorseLIF(_NorseProfile):
+    """Norse current-based ``LIFCell`` (``lif_feed_forward_step``). Version "1.1":
+    ``i += x; v' = v + dt*tau_mem_inv*((v_leak - v) + i); i += -dt*tau_syn_inv*i``; version "1.0"
+    (TorchScript ``_lif_feed_forward_step_jit``) adds ``x`` to ``i`` after the update instead, so the input
+    reaches ``v`` one step later. Spike iff ``v' > v_th``; ``v = (1 - z)*v' + z*v_reset`` (not detached).
+
+    With ``refractory_steps=R`` the engine holds ``v`` at its post-reset value, lets ``i`` keep integrating
+    and blocks spikes for R steps: the forward pass of Norse's ``LIFRefracCell`` with ``rho_reset=R``
+    (bitwise). Norse's *gradient* also flows through its refractory counter (see ``NorseLIFRefrac``)."""
 
     name = "norse_lif"
     state_names = ("v", "i")
@@ -342,16 +418,13 @@ class NorseLIF(NeuronProfile):
         "v_reset": 0.0,
         "dt": 0.001,
     }
-    default_surrogate = staticmethod(lambda: sg.superspike(1.0))
 
-    def __init__(self, surrogate=None, version: str = "1.1"):
-        super().__init__(surrogate)
-        if version not in ("1.0", "1.1"):
-            raise ValueError("version must be '1.0' or '1.1'")
-        self.version = version
+    def describe(self):
+        return f"{self.name}(version={self.version})"
 
     def initial_state(self, p, x0):
-        return {"v": torch.zeros_like(x0) + p["v_leak"], "i": torch.zeros_like(x0)}
+        # LIFCell: v = clone(v_leak) (detached), i = zeros
+        return {"v": torch.zeros_like(x0) + p["v_leak"].detach(), "i": torch.zeros_like(x0)}
 
     def charge(self, p, s, x):
         v, i = s["v"], s["i"]
@@ -369,8 +442,59 @@ class NorseLIF(NeuronProfile):
         return {"v": (1 - spike) * charged["v"] + spike * p["v_reset"], "i": charged["i"]}
 
 
-class NorseLSNN(NeuronProfile):
-    """Norse ``LSNNCell`` (adaptive threshold b): the input enters i after the update (one-step delay)."""
+class NorseLIFRefrac(NorseLIF):
+    """Norse ``LIFRefracCell`` (``lif_refrac_feed_forward_step``) including its gradient; run it with
+    ``refractory_steps=0``: the refractory period is the profile's own counter ``rho`` (parameter
+    ``rho_reset``, Norse's ``LIFRefracParameters.rho_reset``).
+
+    Per step: the LIF step gives ``v_lif, i, z``; ``m = threshold(rho)`` (the spike surrogate applied to the
+    counter, so ``m`` carries a surrogate gradient); ``v = (1 - m)*v_lif + m*v_prev``; ``z = (1 - m)*z``;
+    ``rho = (1 - z)*relu(rho - m) + z*rho_reset``. The forward pass equals ``norse_lif`` with
+    ``refractory_steps=rho_reset``; the gradient differs from it by the paths through ``m`` and ``rho``.
+    Do not combine with ``refractory_steps > 0`` (that would add the engine's refractory period on top).
+    """
+
+    name = "norse_lif_refrac"
+    state_names = ("v", "i", "rho")
+    held = frozenset()
+    param_defaults = {**NorseLIF.param_defaults, "rho_reset": 5.0}
+
+    def initial_state(self, p, x0):
+        # LIFRefracCell: v = full(input shape, v_leak) (detached), i = rho = zeros
+        zeros = torch.zeros_like(x0)
+        return {"v": zeros + p["v_leak"].detach(), "i": zeros, "rho": zeros}
+
+    def charge(self, p, s, x):
+        charged, margin = super().charge(p, s, x)
+        mask = NeuronProfile.spike(self, s["rho"])
+        # The engine hands ``margin`` to ``spike`` and ``charged`` to ``reset``; the refractory mask rides
+        # along on both so the emitted spike can be masked while the LIF reset uses the unmasked spike.
+        margin._norse_refractory_mask = mask
+        return {**charged, "rho": s["rho"], "_margin": margin, "_mask": mask}, margin
+
+    def spike(self, margin):
+        z = super().spike(margin)
+        mask = getattr(margin, "_norse_refractory_mask", None)
+        if mask is None:
+            return z
+        margin._norse_lif_spike = z
+        return (1 - mask) * z
+
+    def reset(self, p, prev, charged, spike):
+        margin, mask = charged["_margin"], charged["_mask"]
+        z_lif = getattr(margin, "_norse_lif_spike", None)
+        if z_lif is None:
+            z_lif = NeuronProfile.spike(self, margin)
+        v_lif = (1 - z_lif) * charged["v"] + z_lif * p["v_reset"]
+        v = (1 - mask) * v_lif + mask * prev["v"]
+        rho = (1 - spike) * torch.relu(prev["rho"] - mask) + spike * p["rho_reset"]
+        return {"v": v, "i": charged["i"], "rho": rho}
+
+
+class NorseLSNN(_NorseProfile):
+    """Norse ``LSNNCell`` (adaptive threshold b, ``lsnn_feed_forward_step``): v, i and b decay, spike iff
+    ``v' > b'``, ``v = (1 - z)*v' + z*v_reset``, ``b = b' + z*beta``, and the input enters ``i`` after the
+    update (one-step delay, both Norse versions). Initial ``v = v_leak``, ``b = v_th`` (detached)."""
 
     name = "norse_lsnn"
     state_names = ("v", "i", "b")
@@ -384,10 +508,17 @@ class NorseLSNN(NeuronProfile):
         "beta": 1.8,
         "dt": 0.001,
     }
-    default_surrogate = staticmethod(lambda: sg.superspike(1.0))
+
+    def describe(self):
+        return f"{self.name}(version={self.version})"
 
     def initial_state(self, p, x0):
-        return {"v": torch.zeros_like(x0) + p["v_leak"], "i": torch.zeros_like(x0), "b": torch.zeros_like(x0) + p["v_th"]}
+        # LSNNCell: v = full(input shape, v_leak), i = zeros, b = v_th.detach()
+        return {
+            "v": torch.zeros_like(x0) + p["v_leak"].detach(),
+            "i": torch.zeros_like(x0),
+            "b": torch.zeros_like(x0) + p["v_th"].detach(),
+        }
 
     def charge(self, p, s, x):
         v, i, b = s["v"], s["i"], s["b"]
@@ -416,7 +547,7 @@ class ProfileInfo:
 
 PROFILES: dict[str, type[NeuronProfile]] = {
     cls.name: cls
-    for cls in (PaperALIF, PaperLIF, SnnTorchLeaky, SpikingJellyLIF, NorseLIFBox, NorseLIF, NorseLSNN)
+    for cls in (PaperALIF, PaperLIF, SnnTorchLeaky, SpikingJellyLIF, NorseLIFBox, NorseLIF, NorseLIFRefrac, NorseLSNN)
 }
 
 

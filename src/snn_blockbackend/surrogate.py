@@ -18,39 +18,55 @@ DerivativeFn = Callable[[torch.Tensor], torch.Tensor]
 
 class _HeavisideWithSurrogate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, margin, derivative, strict):
+    def forward(ctx, margin, derivative, strict, backward=None):
         ctx.save_for_backward(margin)
         ctx.derivative = derivative
+        ctx.backward_fn = backward
         spike = margin > 0 if strict else margin >= 0
         return spike.to(margin.dtype)
 
     @staticmethod
     def backward(ctx, grad_spike):
         (margin,) = ctx.saved_tensors
+        if ctx.backward_fn is not None:
+            return ctx.backward_fn(grad_spike, margin), None, None, None
         if ctx.derivative is None:
-            return None, None, None
-        return grad_spike * ctx.derivative(margin), None, None
+            return None, None, None, None
+        return grad_spike * ctx.derivative(margin), None, None, None
 
 
 @dataclass(frozen=True)
 class Surrogate:
-    """A named surrogate: ``derivative(margin)`` is dS/dmargin used in backward (None: no gradient)."""
+    """A named surrogate: ``derivative(margin)`` is dS/dmargin used in backward (None: no gradient).
+
+    ``backward(grad_spike, margin)``, when given, computes the margin gradient itself (in the native
+    framework's operation order, e.g. a division instead of ``grad * derivative``); ``derivative`` still
+    describes the same function for code that needs it on its own.
+    """
 
     name: str
     derivative: DerivativeFn | None
+    backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    # a compiled kernel recognises the surrogate by kind and numeric args (see providers.numba_lif)
+    kind: str = ""
+    args: tuple = ()
 
     def __call__(self, margin: torch.Tensor, strict: bool = True) -> torch.Tensor:
-        return _HeavisideWithSurrogate.apply(margin, self.derivative, strict)
+        return _HeavisideWithSurrogate.apply(margin, self.derivative, strict, self.backward)
 
 
 def atan(alpha: float = 2.0) -> Surrogate:
     """snnTorch ``surrogate.atan`` (its default): alpha/2 / (1 + (pi/2*alpha*x)^2)."""
-    return Surrogate(f"atan({alpha})", lambda x: alpha / 2 / (1 + (math.pi / 2 * alpha * x) ** 2))
+    return Surrogate(
+        f"atan({alpha})", lambda x: alpha / 2 / (1 + (math.pi / 2 * alpha * x) ** 2), kind="atan", args=(alpha,)
+    )
 
 
 def fast_sigmoid(slope: float = 25.0) -> Surrogate:
     """snnTorch ``surrogate.fast_sigmoid``: 1 / (slope*|x| + 1)^2."""
-    return Surrogate(f"fast_sigmoid({slope})", lambda x: 1.0 / (slope * x.abs() + 1.0) ** 2)
+    return Surrogate(
+        f"fast_sigmoid({slope})", lambda x: 1.0 / (slope * x.abs() + 1.0) ** 2, kind="fast_sigmoid", args=(slope,)
+    )
 
 
 def sigmoid(alpha: float = 4.0) -> Surrogate:
@@ -60,12 +76,27 @@ def sigmoid(alpha: float = 4.0) -> Surrogate:
         s = torch.sigmoid(alpha * x)
         return (1.0 - s) * s * alpha
 
-    return Surrogate(f"sigmoid({alpha})", derivative)
+    return Surrogate(f"sigmoid({alpha})", derivative, kind="sigmoid", args=(alpha,))
 
 
 def superspike(alpha: float = 100.0) -> Surrogate:
-    """Norse SuperSpike: 1 / (alpha*|x| + 1)^2 (Norse 1.1 ignores alpha, i.e. alpha=1)."""
-    return Surrogate(f"superspike({alpha})", lambda x: 1.0 / (alpha * x.abs() + 1.0) ** 2)
+    """Norse SuperSpike: 1 / (alpha*|x| + 1)^2.
+
+    Backward as Norse computes it, ``grad / (alpha*|x| + 1.0).pow(2)`` (Norse 1.0.0 with its default
+    alpha=100). Norse 1.1.0's ``SuperSpike.backward`` ignores alpha: ``grad / (|x| + 1.0).pow(2)``, which is
+    ``superspike(1.0)`` bitwise (``1.0*|x|`` is exact); the Norse profiles default to that for version 1.1.
+    """
+
+    def backward(grad, x):
+        return grad / (alpha * x.abs() + 1.0).pow(2)
+
+    return Surrogate(
+        f"superspike({alpha})",
+        lambda x: 1.0 / (alpha * x.abs() + 1.0) ** 2,
+        backward,
+        kind="fast_sigmoid",
+        args=(alpha,),
+    )
 
 
 def multi_gaussian(sigma: float = 0.5, h: float = 0.15, s: float = 6.0, gamma: float = 0.5) -> Surrogate:
@@ -79,18 +110,20 @@ def multi_gaussian(sigma: float = 0.5, h: float = 0.15, s: float = 6.0, gamma: f
             (1 + h) * normal(x, 0.0, sigma) - h * normal(x, sigma, s * sigma) - h * normal(x, -sigma, s * sigma)
         )
 
-    return Surrogate("multi_gaussian", derivative)
+    return Surrogate("multi_gaussian", derivative, kind="multi_gaussian", args=(sigma, h, s, gamma))
 
 
 def boxcar(width: float = 1.0) -> Surrogate:
     """Gradient 1 on (-width/2, width/2], 0 elsewhere."""
     half = width / 2
-    return Surrogate(f"boxcar({width})", lambda x: ((x > -half) & (x <= half)).to(x.dtype))
+    return Surrogate(
+        f"boxcar({width})", lambda x: ((x > -half) & (x <= half)).to(x.dtype), kind="boxcar", args=(width,)
+    )
 
 
 def heaviside() -> Surrogate:
     """No surrogate: spikes carry no gradient."""
-    return Surrogate("heaviside", None)
+    return Surrogate("heaviside", None, kind="heaviside")
 
 
 _BY_NAME = {

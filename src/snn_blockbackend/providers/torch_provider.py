@@ -12,17 +12,19 @@ assembly are done once per block on whole [L, ...] tensors. Gradients come from 
 these operations, which is BPTT of the reference.
 
 Two paths:
-* ``fast``: profiles with one held state variable, a bitwise-linear charge and a detached reset (the paper's
-  LIF, snnTorch ``Leaky`` with its default delayed reset). Per step only ``v = v*decay + x`` runs.
-* ``generic``: any profile; per step the profile's charge, surrogate spike and reset run, with the
-  refractory period still given by block positions.
+* ``fast`` (``torch_lif``): profiles with one held state variable, a bitwise-linear charge and a detached
+  reset (the paper's LIF, snnTorch ``Leaky`` with its default delayed reset), with a hand-written backward.
+* ``generic``: any profile; per step the profile's charge, surrogate spike and reset run under autograd,
+  with the refractory period still given by block positions.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .. import surrogate as sg
 from ..plugins import hookimpl
+from .torch_lif import run_lif_steps
 
 
 def _positions(length: int, like: torch.Tensor) -> torch.Tensor:
@@ -47,54 +49,30 @@ def _initial(profile, p, x, state, block_len):
     return s, entry
 
 
+def prepare_fast(profile, p, x, state, L):
+    """Shared set-up of the LIF fast path (torch and numba): its description, initial v and entry."""
+    cfg = profile.fast_lif(p)
+    s, entry = _initial(profile, p, x, state, L)
+    pending = profile.pending_reset(p, s)
+    if pending is not None:  # an initial membrane above threshold owes a delayed reset at the first step
+        entry = torch.where((entry < 0) & pending, 0, entry)
+    graded = cfg.graded
+    if graded is not None and not graded.requires_grad and bool((graded == 1).all()):
+        cfg = cfg._replace(graded=None)  # a factor of exactly 1 changes nothing
+    return cfg, s["v"], entry
+
+
+def finish_fast(refractory_steps, T, v, last_entry, last_spike):
+    L = refractory_steps + 1
+    n = (T - 1) % L + 1  # length of the last block
+    return {"v": v, "refractory": _countdown(refractory_steps, n, last_spike < L, last_spike, last_entry)}
+
+
 def run_fast(profile, p, x, refractory_steps, state):
     L = refractory_steps + 1
-    s, entry = _initial(profile, p, x, state, L)
-    v = s["v"]
-    pending = profile.pending_reset(p, s)
-    if pending is not None:
-        entry = torch.where((entry < 0) & pending, 0, entry)
-    decay = profile.linear_decay(p)
-    reentry_decay, reentry_sub = profile.reentry(p)
-    has_sub = not (isinstance(reentry_sub, float) and reentry_sub == 0.0)
-    threshold = profile.threshold(p)
-    one = torch.ones((), dtype=x.dtype, device=x.device)
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-
-    spikes, membranes = [], []
-    for xb in x.split(L):
-        n = xb.shape[0]
-        pos = _positions(n, v)
-        refractory = pos < entry
-        reentry = pos == entry
-        # Per-position coefficients so the step is the same Horner op everywhere: held during the
-        # refractory period (v*1 + 0), the profile's delayed reset at re-entry.
-        block_decay = torch.where(refractory, one, torch.where(reentry, reentry_decay, decay))
-        block_x = torch.where(refractory, zero, xb)
-        block_sub = torch.where(reentry, reentry_sub, zero) if has_sub else None
-        traj = []
-        for k in range(n):
-            v = v * block_decay[k] + block_x[k]
-            if block_sub is not None:
-                v = v - block_sub[k]
-            traj.append(v)
-        V = torch.stack(traj)
-        margin = V - threshold
-        live = ~refractory
-        with torch.no_grad():
-            crossing = (margin > 0 if profile.strict else margin >= 0) & live
-            j0, spiked = _first_true(crossing, L)
-        live = live & (pos <= j0)
-        spike = profile.spike(margin) * live.to(x.dtype)
-        after = profile.reset(p, None, {"v": V}, spike)["v"]
-        post = after.gather(0, j0.clamp(max=n - 1).unsqueeze(0)).squeeze(0)
-        held_after_spike = spiked & (pos >= j0)
-        membranes.append(torch.where(held_after_spike, post, V))
-        spikes.append(profile.emit(p, spike))
-        v = torch.where(spiked, post, V[-1])
-        prev_entry, entry = entry, torch.where(spiked, j0, -1)
-    countdown = _countdown(refractory_steps, n, spiked, j0, prev_entry)
-    return torch.cat(spikes), torch.cat(membranes), {"v": v, "refractory": countdown}
+    cfg, v0, entry = prepare_fast(profile, p, x, state, L)
+    spikes, membrane, v, last_entry, last_spike = run_lif_steps(cfg, x, v0, entry, L, profile.surrogate.derivative)
+    return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
 
 
 def _countdown(refractory_steps, n, spiked, j0, prev_entry):
@@ -149,7 +127,7 @@ class TorchBlockProvider:
             from ..block_gradient import run_with_block_gradient
 
             return run_with_block_gradient(profile, p, x, refractory_steps, state)
-        if profile.silent_reset_is_identity and profile.linear_decay(p) is not None:
+        if profile.fast_lif_capable and isinstance(profile.surrogate, sg.Surrogate):
             return run_fast(profile, p, x, refractory_steps, state)
         return run_generic(profile, p, x, refractory_steps, state)
 

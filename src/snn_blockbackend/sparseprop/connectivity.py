@@ -132,8 +132,9 @@ def available_memory_bytes() -> int:
 
 def estimate_memory_bytes(n: int, k: int, stored: bool, per_synapse_weights: bool = False,
                           time_based: bool = False, spike_buffer: int = 1 << 16) -> int:
-    """Bytes a simulation needs: heap (16 B/neuron), phases, optional CSR, spike buffers."""
-    per_neuron = 16 + 8 + (16 if time_based else 0)
+    """Bytes a simulation needs: heap (16 B/neuron), initial/final phases and a temporary
+    (24 B/neuron), per-neuron velocities for the time-based variant, optional CSR, spike buffers."""
+    per_neuron = 16 + 24 + (16 if time_based else 0)
     total = n * per_neuron + spike_buffer * 12
     if stored:
         total += 8 * (n + 1) + 4 * n * k + (8 * n * k if per_synapse_weights else 0)
@@ -263,8 +264,6 @@ def fixed_outdegree_network(n: int, k: int, weight: float | None = None, seed: i
         raise ValueError(f"n={n} exceeds the supported maximum {MAX_NEURONS} (int32 ids)")
     if k >= n:
         raise ValueError(f"k={k} must be smaller than n={n} (K distinct targets, no self-connections)")
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
     weight = default_weight(k) if weight is None else weight
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
         raise TypeError(f"weight must be a real number, got {type(weight).__name__}")

@@ -37,7 +37,7 @@ def sparseprop_run(keys, nodes, slot, state_f, state_i,
                    out_phase, out_id, record_tape, tape_phi):
     """SparseProp in the co-moving frame: key y_i = phi_i - Phi, max-heap on y.
 
-    state_f = [Phi, base] (absolute phase = base + Phi); state_i = [spikes since
+    state_f = [Phi, base, scratch] (absolute phase = base + Phi); state_i = [spikes since
     renormalisation, next external event, tape write position]. ``ext_phase`` holds
     absolute phases (t * omega / tau) of external input events, sorted.
     Returns (spikes written, 1 if ``stop_phase`` was reached else 0).
@@ -51,9 +51,12 @@ def sparseprop_run(keys, nodes, slot, state_f, state_i,
     n_ext = ext_phase.shape[0]
     buf = np.empty(max(k, 1), dtype=np.int64)
     new_keys = np.empty(max(k, 1), dtype=np.float64)
+    phis = np.empty(max(k, 1), dtype=np.float64)
+    slots_buf = np.empty(max(k, 1), dtype=np.int64)
     table = np.full(hash_table_size(k) if online else 1, -1, dtype=np.int64)
     n_out = 0
     finished = 0
+    touch = 0.0
     while n_out < max_spikes:
         y_max = keys[0]
         j = nodes[0]
@@ -76,10 +79,23 @@ def sparseprop_run(keys, nodes, slot, state_f, state_i,
             break
         big_phi = spike_phi
         count, start = _fill_targets(j, n, online, indptr, indices, k, seed_key, buf, table)
-        # all PTCs first (independent work that pipelines), then the heap updates
+        # Memory-bound at large N: issue the independent loads of all K targets first in
+        # tight loops (many cache misses in flight), touching the children that the
+        # sift-downs will read; then the PTCs; then the heap updates, which mostly hit cache.
+        for c in range(count):
+            slots_buf[c] = slot[buf[c]]
+        for c in range(count):
+            p = slots_buf[c]
+            phis[c] = keys[p]
+            child = 2 * p + 1
+            if child < n:
+                touch += keys[child] + nodes[child]
+                grandchild = 2 * child + 1
+                if grandchild < n:
+                    touch += keys[grandchild]
         for c in range(count):
             w = weight if uniform_w else weights[start + c]
-            phi_i = keys[slot[buf[c]]] + big_phi
+            phi_i = phis[c] + big_phi
             if record_tape:
                 tape_phi[tape_ptr + c] = phi_i
             new_keys[c] = ptc(model_id, phi_i, w * c_factor, omega, tab) - big_phi
@@ -104,6 +120,7 @@ def sparseprop_run(keys, nodes, slot, state_f, state_i,
     state_i[0] = since_renorm
     state_i[1] = ext_ptr
     state_i[2] = tape_ptr
+    state_f[2] = touch  # keeps the prefetching loads from being optimised away
     return n_out, finished
 
 

@@ -1,0 +1,191 @@
+"""The ``snn-blockbackend`` command line: ``info``, ``bench`` and ``sparseprop``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+
+SPARSEPROP_INSTALL = "pip install 'snn-blockbackend[sparseprop]'"
+
+
+# ---------------------------------------------------------------------------------------------
+# info
+# ---------------------------------------------------------------------------------------------
+def _summary(cls) -> str:
+    """The first sentence of the class docstring's first paragraph (without the ``code`` markup)."""
+    paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+    text = " ".join(paragraph.split()).replace("``", "")
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def _torch_info() -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None)
+    return {
+        "version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda_available": cuda,
+        "cuda_version": torch.version.cuda,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "mps_available": bool(mps is not None and mps.is_available()),
+    }
+
+
+def collect_info() -> dict:
+    """Everything ``info`` shows, as plain data."""
+    from . import plugins
+    from .functional import ENV_BACKEND
+    from .profiles import PROFILES
+
+    providers = sorted(plugins.providers().values(), key=lambda p: -p.priority)
+    return {
+        "version": __version__,
+        "providers": [{"name": p.name, "priority": p.priority, "module": type(p).__module__} for p in providers],
+        "profiles": [{"name": name, "summary": _summary(cls)} for name, cls in PROFILES.items()],
+        "frameworks": [
+            {
+                "framework": a.framework,
+                "distribution": a.distribution,
+                "supported": a.supported_range,
+                "installed_version": a.installed_version(),
+                "status": a.status(),
+                "extra": a.extra,
+            }
+            for a in plugins.adapters().values()
+        ],
+        "torch": _torch_info(),
+        "env": {ENV_BACKEND: os.environ.get(ENV_BACKEND)},
+    }
+
+
+def cmd_info(args) -> int:
+    info = collect_info()
+    if args.json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]snn-blockbackend[/bold] {info['version']}")
+    table = Table(title="providers (backend='auto' tries the highest priority first)")
+    table.add_column("name")
+    table.add_column("priority", justify="right")
+    table.add_column("module")
+    for p in info["providers"]:
+        table.add_row(p["name"], str(p["priority"]), p["module"])
+    console.print(table)
+    table = Table(title="neuron profiles (make_profile(name, **options))")
+    table.add_column("name")
+    table.add_column("summary")
+    for p in info["profiles"]:
+        table.add_row(p["name"], p["summary"])
+    console.print(table)
+    table = Table(title="framework adapters")
+    for column in ("framework", "supported", "status"):
+        table.add_column(column)
+    for f in info["frameworks"]:
+        style = "green" if f["status"].endswith("installed") and f["installed_version"] else "yellow"
+        table.add_row(f["framework"], f["supported"], f"[{style}]{f['status']}[/{style}]")
+    console.print(table)
+    t = info["torch"]
+    devices = ", ".join(t["cuda_devices"]) if t["cuda_available"] else "no CUDA device"
+    console.print(
+        f"torch {t['version']} ({t['threads']} threads; CUDA {t['cuda_version'] or 'n/a'}: {devices}; "
+        f"MPS {'available' if t['mps_available'] else 'not available'})"
+    )
+    for name, value in info["env"].items():
+        console.print(f"{name}={value}" if value is not None else f"{name} is not set (backend='auto')")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    from . import bench
+
+    return bench.main(args)
+
+
+# ---------------------------------------------------------------------------------------------
+# sparseprop (provided by snn_blockbackend.sparseprop.cli; needs numba)
+# ---------------------------------------------------------------------------------------------
+def _add_sparseprop(subparsers) -> None:
+    try:
+        from .sparseprop import cli as sparseprop_cli
+    except ImportError as error:
+        reason = f"needs the [sparseprop] extra (numba): {SPARSEPROP_INSTALL} (import failed: {error})"
+    except Exception as error:  # a broken module must not take down `info` and `bench`
+        reason = f"failed to load: {type(error).__name__}: {error}"
+    else:
+        parser = sparseprop_cli.add_parser(subparsers)
+        sparseprop_main = parser.get_default("func") or sparseprop_cli.main
+
+        def run(args):
+            try:
+                return sparseprop_main(args)
+            except (ValueError, TypeError) as error:  # bad arguments, reported like argparse does
+                parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+        parser.set_defaults(func=run)
+        return
+
+    parser = subparsers.add_parser(
+        "sparseprop", help="event-driven sparse network simulation (unavailable here)", add_help=False
+    )
+
+    def unavailable(args):
+        print(f"snn-blockbackend sparseprop: error: this subcommand {reason}", file=sys.stderr)
+        return 2
+
+    parser.set_defaults(func=unavailable, ignore_extra_args=True)  # whatever options follow, say why
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from . import bench
+
+    parser = argparse.ArgumentParser(
+        prog="snn-blockbackend", description="Exact, fast block-neuron backend for snnTorch, SpikingJelly and Norse."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = subparsers.add_parser("info", help="installed providers, profiles, framework adapters and torch")
+    info.add_argument("--json", action="store_true", help="print a JSON object instead of tables")
+    info.set_defaults(func=cmd_info)
+
+    bench_parser = subparsers.add_parser(
+        "bench", help="time block_neuron against the native framework neurons",
+        description=(bench.__doc__ or "").strip().splitlines()[0],
+    )  # fmt: skip
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(func=cmd_bench)
+
+    _add_sparseprop(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "ignore_extra_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 1
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

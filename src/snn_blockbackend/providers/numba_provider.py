@@ -1,0 +1,128 @@
+"""The numba provider: compiled CPU kernels for the LIF fast path (see ``numba_lif``).
+
+Registered only when numba imports. It supports CPU tensors, profiles with ``fast_lif_capable`` and the
+built-in surrogates; ``backend="auto"`` prefers it there and falls back to the torch provider otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import surrogate as sg
+from ..plugins import hookimpl
+from .torch_provider import finish_fast, prepare_fast
+
+try:
+    from . import numba_lif
+except ImportError as error:  # numba missing: the provider is simply not offered
+    numba_lif = None
+    _IMPORT_ERROR = error
+
+
+def _flat(t: torch.Tensor, shape) -> np.ndarray:
+    return t.detach().expand(shape).contiguous().reshape(-1).numpy()
+
+
+class _NumbaLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v0, decay, threshold, graded, entry0, block_len, cfg, sg_kind, sg_args):
+        shape = x.shape[1:]
+        T, N = x.shape[0], v0.numel()
+        xs = x.detach().contiguous().reshape(T, N).numpy()
+        out = {name: np.empty((T, N), dtype=xs.dtype) for name in ("S", "U")}
+        M = np.empty((T, N), dtype=xs.dtype) if cfg.post_zero else out["U"]
+        code = np.empty((T, N), dtype=np.uint8)
+        v_out = np.empty(N, dtype=xs.dtype)
+        entry_out = np.empty(N, dtype=np.int64)
+        spike_out = np.empty(N, dtype=np.int64)
+        graded_np = _flat(graded, shape) if graded is not None else np.ones(N, dtype=xs.dtype)
+        numba_lif.lif_forward(
+            xs, _flat(v0, shape), _flat(decay, shape), _flat(threshold, shape), graded_np,
+            entry0.reshape(-1).contiguous().numpy(), block_len, cfg.strict, cfg.reentry_zero,
+            cfg.reentry_subtract, cfg.post_zero, out["S"], out["U"], M, code, v_out, entry_out, spike_out,
+        )  # fmt: skip
+        S, U = torch.from_numpy(out["S"]).view(x.shape), torch.from_numpy(out["U"]).view(x.shape)
+        M_t = torch.from_numpy(M).view(x.shape) if cfg.post_zero else U
+        ctx.cfg, ctx.sg = cfg, (sg_kind, sg_args)
+        ctx.save_for_backward(v0, decay, threshold, graded, U, M_t, torch.from_numpy(code))
+        last_entry = torch.from_numpy(entry_out).view(shape)
+        last_spike = torch.from_numpy(spike_out).view(shape)
+        ctx.mark_non_differentiable(last_entry, last_spike)
+        return S, M_t, torch.from_numpy(v_out).view(shape), last_entry, last_spike
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_membrane, g_final_v, _g_entry, _g_spike):
+        v0, decay, threshold, graded, U, M, code = ctx.saved_tensors
+        cfg = ctx.cfg
+        shape, T, N = v0.shape, U.shape[0], v0.numel()
+        dtype = U.numpy().dtype
+
+        def rows(t):
+            return t.detach().contiguous().reshape(T, N).numpy() if t is not None else np.zeros((1, 1), dtype)
+
+        gx = np.empty((T, N), dtype=dtype)
+        g_v0 = np.empty(N, dtype=np.float64)
+        g_decay, g_thr, g_graded = (np.zeros(N, dtype=np.float64) for _ in range(3))
+        numba_lif.lif_backward(
+            rows(g_spikes), g_spikes is not None, rows(g_membrane), g_membrane is not None,
+            _flat(g_final_v, shape) if g_final_v is not None else np.zeros(N, dtype),
+            code.numpy(), U.reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
+            _flat(decay, shape), _flat(threshold, shape),
+            _flat(graded, shape) if graded is not None else np.ones(N, dtype),
+            cfg.reentry_zero, cfg.reentry_subtract, cfg.post_zero, ctx.sg[0], ctx.sg[1],
+            gx, g_v0, g_decay, g_thr, g_graded,
+        )  # fmt: skip
+
+        def param_grad(values, param):
+            if param is None or not param.requires_grad:
+                return None
+            return torch.from_numpy(values).to(param.dtype).view(shape).sum_to_size(param.shape)
+
+        need = ctx.needs_input_grad
+        return (
+            torch.from_numpy(gx).view(U.shape) if need[0] else None,
+            torch.from_numpy(g_v0).to(v0.dtype).view(shape) if need[1] else None,
+            param_grad(g_decay, decay) if need[2] else None,
+            param_grad(g_thr, threshold) if need[3] else None,
+            param_grad(g_graded, graded) if need[4] else None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+class NumbaLIFProvider:
+    name = "numba"
+    priority = 20
+
+    def supports(self, profile, device, grad):
+        if device.type != "cpu":
+            return "numba kernels run on CPU tensors only"
+        if grad != "exact":
+            return "the numba kernels compute exact BPTT gradients only"
+        if not profile.fast_lif_capable:
+            return f"no compiled kernel for {profile.describe()} (only one-variable LIF profiles with a detached reset)"
+        surrogate = profile.surrogate
+        if not isinstance(surrogate, sg.Surrogate) or surrogate.kind not in numba_lif.SURROGATE_KINDS:
+            return "a custom surrogate callable can only run in the torch provider"
+        return None
+
+    def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
+        p = profile.prepare(params)
+        L = refractory_steps + 1
+        cfg, v0, entry = prepare_fast(profile, p, x, state, L)
+        surrogate = profile.surrogate
+        sg_args = tuple(float(a) for a in surrogate.args) + (0.0,) * (4 - len(surrogate.args))
+        spikes, membrane, v, last_entry, last_spike = _NumbaLIF.apply(
+            x, v0, cfg.decay, cfg.threshold, cfg.graded, entry, L, cfg,
+            numba_lif.SURROGATE_KINDS[surrogate.kind], sg_args,
+        )  # fmt: skip
+        return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
+
+
+@hookimpl
+def snn_blockbackend_providers():
+    return [NumbaLIFProvider()] if numba_lif is not None else []

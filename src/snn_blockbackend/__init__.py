@@ -2,11 +2,14 @@
 
 from . import surrogate
 from .functional import BlockResult, block_neuron, set_backend, use_backend
+from .modules import BlockALIF, BlockLIF
 from .profiles import PROFILES, NeuronProfile, make_profile
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockALIF",
+    "BlockLIF",
     "BlockResult",
     "NeuronProfile",
     "PROFILES",

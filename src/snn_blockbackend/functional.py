@@ -109,7 +109,8 @@ def _as_param(name, value, x, neuron_shape):
             raise ValueError(f"parameter {name!r} is on {value.device} but the input is on {x.device}")
         if value.dtype != x.dtype:
             raise TypeError(
-                f"parameter {name!r} has dtype {value.dtype} but the input has {x.dtype}; use the same dtype"
+                f"parameter {name!r} has dtype {value.dtype} but the input has {x.dtype}; use the same dtype "
+                "(for a module: module.to(dtype))"
             )
         try:
             torch.broadcast_shapes(value.shape, neuron_shape)

@@ -113,6 +113,7 @@ class PaperALIF(NeuronProfile):
     """
 
     name = "paper"
+    supports_block_gradient = True  # grad="blocks" (the paper's approximate gradient) applies
     state_names = ("v", "a")
     held = frozenset({"v"})
     param_defaults = {"beta": None, "threshold": 1.0, "adaptation_decay": 0.9, "adaptation_strength": 1.0}
@@ -133,6 +134,7 @@ class PaperLIF(NeuronProfile):
     """The paper's neuron without adaptation: V = beta*V*(1-S) + I, spike iff V > threshold."""
 
     name = "paper_lif"
+    supports_block_gradient = True  # grad="blocks" (the paper's approximate gradient) applies
     param_defaults = {"beta": None, "threshold": 1.0}
     positive_params = ("threshold",)
     unit_interval_params = ("beta",)

@@ -124,7 +124,7 @@ class TorchBlockProvider:
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
         if grad == "blocks":
-            from ..block_gradient import run_with_block_gradient
+            from .block_gradient import run_with_block_gradient
 
             return run_with_block_gradient(profile, p, x, refractory_steps, state)
         if profile.fast_lif_capable and isinstance(profile.surrogate, sg.Surrogate):

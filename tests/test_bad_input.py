@@ -1,0 +1,105 @@
+"""Bad input gets a clear exception, never a silent wrong answer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snn_blockbackend import BlockALIF, BlockLIF, block_neuron, set_backend, use_backend
+from snn_blockbackend.adapters.registry import ADAPTERS, AdapterInfo
+
+X = torch.randn(6, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "match"),
+    [
+        (torch.randn(6), ValueError, "time-first"),
+        (torch.randn(0, 2, 3), ValueError, "no time steps"),
+        (torch.ones(6, 2, 3, dtype=torch.int64), TypeError, "floating-point"),
+        (torch.tensor([[1.0, float("nan")]]), ValueError, "NaN or Inf"),
+        (torch.tensor([[1.0, float("inf")]]), ValueError, "NaN or Inf"),
+        ([[1.0, 2.0]], TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_input_tensor(x, error, match):
+    with pytest.raises(error, match=match):
+        block_neuron(x, "paper_lif", {"beta": 0.9})
+
+
+def test_finite_check_can_be_skipped():
+    x = torch.tensor([[1.0, float("nan")]])
+    spikes = block_neuron(x, "paper_lif", {"beta": 0.9}, check_finite=False).spikes
+    assert spikes.shape == x.shape
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"refractory_steps": -1}, ValueError, ">= 0"),
+        ({"refractory_steps": 1.5}, TypeError, "non-negative int"),
+        ({"refractory_steps": True}, TypeError, "non-negative int"),
+        ({"params": {"beta": 0.0}}, ValueError, r"\(0, 1\]"),
+        ({"params": {"beta": 1.2}}, ValueError, r"\(0, 1\]"),
+        ({"params": {"beta": 0.9, "threshold": 0.0}}, ValueError, "threshold must be > 0"),
+        ({"params": {"beta": 0.9, "threshold": -1.0}}, ValueError, "threshold must be > 0"),
+        ({"params": {"beta": float("nan")}}, ValueError, "NaN or Inf"),
+        ({"params": {}}, ValueError, "needs parameter 'beta'"),
+        ({"params": {"beta": 0.9, "tau": 2.0}}, ValueError, "unknown parameter"),
+        ({"params": {"beta": torch.full((3,), 0.9, dtype=torch.float64)}}, TypeError, "dtype"),
+        ({"params": {"beta": torch.full((3,), 1, dtype=torch.int64)}}, TypeError, "floating point"),
+        ({"params": {"beta": torch.full((4,), 0.9)}}, ValueError, "does not broadcast"),
+        ({"params": {"beta": "0.9"}}, TypeError, "float or a tensor"),
+        ({"grad": "approx"}, ValueError, "grad must be one of"),
+        ({"backend": "cuda-magic"}, ValueError, "unknown backend"),
+        ({"profile": "no_such_neuron"}, ValueError, "unknown neuron profile"),
+        ({"profile": 3}, TypeError, "NeuronProfile"),
+        ({"state": {"v": torch.zeros(2, 3, dtype=torch.float64)}}, TypeError, "dtype"),
+        ({"state": {"v": torch.zeros(5)}}, ValueError, "shape"),
+        ({"state": {}}, ValueError, "missing"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    args = {"profile": "paper_lif", "params": {"beta": 0.9}, **kwargs}
+    with pytest.raises(error, match=match):
+        block_neuron(X, **args)
+
+
+def test_device_mismatch_is_reported():
+    meta_beta = torch.full((3,), 0.9, device="meta")
+    with pytest.raises(ValueError, match="is on meta but the input is on cpu"):
+        block_neuron(X, "paper_lif", {"beta": meta_beta})
+
+
+def test_provider_refusal_names_the_reason():
+    with pytest.raises(ValueError, match="numba.*one-variable LIF|numba kernels"):
+        block_neuron(X, "spikingjelly_lif", {}, backend="numba")
+
+
+def test_process_wide_and_environment_backend(monkeypatch):
+    with pytest.raises(ValueError, match="unknown backend"):
+        set_backend("nope")
+    with use_backend("reference"):
+        ref = block_neuron(X + 1, "paper_lif", {"beta": 0.9}, 2).spikes
+    monkeypatch.setenv("SNN_BLOCKBACKEND_BACKEND", "torch")
+    assert torch.equal(block_neuron(X + 1, "paper_lif", {"beta": 0.9}, 2).spikes, ref)
+    monkeypatch.setenv("SNN_BLOCKBACKEND_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="unknown backend 'bogus'"):
+        block_neuron(X, "paper_lif", {"beta": 0.9})
+
+
+def test_module_constructor_validates_refractory_steps():
+    with pytest.raises(ValueError, match=">= 0"):
+        BlockLIF(beta=0.9, refractory_steps=-2)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        BlockALIF(beta=1.5)(X)
+
+
+def test_missing_and_unsupported_framework_messages(monkeypatch):
+    missing = AdapterInfo("nofw", "no-such-distribution-xyz", "nofw", "1.0", "2.0", "x")
+    with pytest.raises(ImportError, match=r"pip install 'snn-blockbackend\[nofw\]'"):
+        missing.require()
+    old = AdapterInfo("torch", "torch", "torch", "0.1", "0.2", "x")  # torch is installed, but too new
+    with pytest.raises(ImportError, match=r"supported versions: >=0.1,<0.2"):
+        old.require()
+    assert {a.framework for a in ADAPTERS} == {"snntorch", "spikingjelly", "norse"}

@@ -61,6 +61,7 @@ def test_bench_tiny_run_writes_json_and_plot(tmp_path, capsys):
     assert {(r["provider"], r["R"]) for r in rows} == {(p, R) for p in ("torch", "reference") for R in (0, 9)}
     assert not [r for r in result["rows"] if (r.get("note") or "").startswith("error")]
     assert {p["R"] for p in result["sweep"] if p["provider"] == "torch"} == {0, 4, 9}
+    assert set(result["max_spike_mismatch"].values()) == {0}
     # R > 0: checked against the sequential reference (every case whose provider ran)
     for r in result["rows"]:
         if r.get("R", 0) > 0 and r["provider"] != "reference" and r.get("fwd_ms") is not None:

@@ -32,20 +32,23 @@ class _NumbaLIF(torch.autograd.Function):
         xs = x.detach().contiguous().reshape(T, N).numpy()
         out = {name: np.empty((T, N), dtype=xs.dtype) for name in ("S", "U")}
         M = np.empty((T, N), dtype=xs.dtype) if cfg.post_zero else out["U"]
-        code = np.empty((T, N), dtype=np.uint8)
+        n_blocks = (T - 1) // block_len + 1
+        block_spike = np.empty((n_blocks, N), dtype=np.int8 if block_len <= 127 else np.int32)
+        entry0_np = entry0.reshape(-1).contiguous().numpy()
         v_out = np.empty(N, dtype=xs.dtype)
         entry_out = np.empty(N, dtype=np.int64)
         spike_out = np.empty(N, dtype=np.int64)
         graded_np = _flat(graded, shape) if graded is not None else np.ones(N, dtype=xs.dtype)
         numba_lif.lif_forward(
             xs, _flat(v0, shape), _flat(decay, shape), _flat(threshold, shape), graded_np,
-            entry0.reshape(-1).contiguous().numpy(), block_len, cfg.strict, cfg.reentry_zero,
-            cfg.reentry_subtract, cfg.post_zero, out["S"], out["U"], M, code, v_out, entry_out, spike_out,
+            entry0_np, block_len, cfg.strict, cfg.reentry_zero,
+            cfg.reentry_subtract, cfg.post_zero, out["S"], out["U"], M, block_spike, v_out, entry_out, spike_out,
         )  # fmt: skip
         S, U = torch.from_numpy(out["S"]).view(x.shape), torch.from_numpy(out["U"]).view(x.shape)
         M_t = torch.from_numpy(M).view(x.shape) if cfg.post_zero else U
         ctx.cfg, ctx.sg = cfg, (sg_kind, sg_args)
-        ctx.save_for_backward(v0, decay, threshold, graded, U, M_t, torch.from_numpy(code))
+        ctx.block_len = block_len
+        ctx.save_for_backward(v0, decay, threshold, graded, U, M_t, torch.from_numpy(block_spike), entry0)
         last_entry = torch.from_numpy(entry_out).view(shape)
         last_spike = torch.from_numpy(spike_out).view(shape)
         ctx.mark_non_differentiable(last_entry, last_spike)
@@ -53,13 +56,14 @@ class _NumbaLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_spikes, g_membrane, g_final_v, _g_entry, _g_spike):
-        v0, decay, threshold, graded, U, M, code = ctx.saved_tensors
+        v0, decay, threshold, graded, U, M, block_spike, entry0 = ctx.saved_tensors
         cfg = ctx.cfg
         shape, T, N = v0.shape, U.shape[0], v0.numel()
         dtype = U.numpy().dtype
 
         def rows(t):
-            return t.detach().contiguous().reshape(T, N).numpy() if t is not None else np.zeros((1, 1), dtype)
+            # no .contiguous(): the gradient of a .sum() arrives expanded (stride 0); numba reads it as is
+            return t.detach().reshape(T, N).numpy() if t is not None else np.zeros((1, 1), dtype)
 
         gx = np.empty((T, N), dtype=dtype)
         g_v0 = np.empty(N, dtype=np.float64)
@@ -67,7 +71,8 @@ class _NumbaLIF(torch.autograd.Function):
         numba_lif.lif_backward(
             rows(g_spikes), g_spikes is not None, rows(g_membrane), g_membrane is not None,
             _flat(g_final_v, shape) if g_final_v is not None else np.zeros(N, dtype),
-            code.numpy(), U.reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
+            block_spike.numpy(), entry0.reshape(-1).contiguous().numpy(), ctx.block_len,
+            U.reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
             _flat(decay, shape), _flat(threshold, shape),
             _flat(graded, shape) if graded is not None else np.ones(N, dtype),
             cfg.reentry_zero, cfg.reentry_subtract, cfg.post_zero, ctx.sg[0], ctx.sg[1],

@@ -1,0 +1,62 @@
+# snn-blockbackend developer tasks (GNU make).
+#
+#   make venv       create/update .venv: CPU torch first, then the package with all extras
+#   make test       the fast test suite (pytest, excludes tests marked slow)
+#   make test-slow  only the slow tests
+#   make bench      the benchmark vs the native framework neurons (writes bench/)
+#   make clean      remove caches and build outputs (keeps .venv); `make distclean` also removes .venv
+#
+# torch is pinned in constraints.txt and every pip install runs with -c constraints.txt, so no step can
+# pull another torch (on Linux an unpinned resolve from PyPI would fetch the multi-GB CUDA build).
+# To fetch the CPU wheel from PyTorch's index where no local wheel exists:
+#   make venv TORCH_INDEX='--index-url https://download.pytorch.org/whl/cpu'
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV ?= .venv
+EXTRAS ?= snntorch,norse,sparseprop,bench,dev
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+# importlib mode: test files in different folders may share a basename (tests/test_bad_input.py and
+# tests/sparseprop/test_bad_input.py) without __init__.py files
+PYTEST := -m pytest -q --import-mode=importlib
+BENCH_ARGS ?=
+
+PY := $(VENV)/bin/python
+PIP_INSTALL := $(PY) -m pip install -c constraints.txt $(if $(CI),--progress-bar off,)
+TORCH_PIN := $(shell grep -E '^torch==' constraints.txt)
+STAMP := $(VENV)/.stamp
+
+.PHONY: venv test test-slow bench clean distclean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile constraints.txt
+	@test -n "$(TORCH_PIN)" || { echo "constraints.txt must pin torch (torch==X.Y.Z)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) $(TORCH_INDEX) '$(TORCH_PIN)'
+	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
+# SpikingJelly's metadata asks for torchvision/torchaudio/tensorboard, which its neurons never import
+	$(PIP_INSTALL) --no-deps 'spikingjelly==2.0.0'
+	$(PIP_INSTALL) loguru packaging tqdm
+	$(PY) -c 'import torch, snn_blockbackend; print("torch", torch.__version__, "| snn_blockbackend", snn_blockbackend.__version__)'
+	touch $(STAMP)
+
+test: venv
+	$(PY) $(PYTEST) $(PYTEST_ARGS)
+
+test-slow: venv
+	$(PY) $(PYTEST) -m slow $(PYTEST_ARGS)
+
+bench: venv
+	$(VENV)/bin/snn-blockbackend bench $(BENCH_ARGS)
+
+clean:
+	rm -rf build dist src/*.egg-info .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -38,7 +38,9 @@ def plugin_manager() -> pluggy.PluginManager:
         ("reference", reference),
         ("torch", torch_provider),
         ("numba", numba_provider),
-        ("adapters", adapter_registry),
+        ("adapter-snntorch", adapter_registry.snntorch_plugin),
+        ("adapter-spikingjelly", adapter_registry.spikingjelly_plugin),
+        ("adapter-norse", adapter_registry.norse_plugin),
     )
     for name, module in ours:
         pm.register(module, name=name)

@@ -52,13 +52,29 @@ class AdapterInfo:
         return version
 
 
-ADAPTERS = (
-    AdapterInfo("snntorch", "snntorch", "snntorch", "0.9.4", "1.1", "snn_blockbackend.adapters.snntorch"),
-    AdapterInfo("spikingjelly", "spikingjelly", "spikingjelly", "0.0.0.0.14", "2.1", "snn_blockbackend.adapters.spikingjelly"),
-    AdapterInfo("norse", "norse", "norse", "1.0", "1.2", "snn_blockbackend.adapters.norse"),
+SNNTORCH = AdapterInfo("snntorch", "snntorch", "snntorch", "0.9.4", "1.1", "snn_blockbackend.adapters.snntorch")
+SPIKINGJELLY = AdapterInfo(
+    "spikingjelly", "spikingjelly", "spikingjelly", "0.0.0.0.14", "2.1", "snn_blockbackend.adapters.spikingjelly"
 )
+NORSE = AdapterInfo("norse", "norse", "norse", "1.0", "1.2", "snn_blockbackend.adapters.norse")
+ADAPTERS = (SNNTORCH, SPIKINGJELLY, NORSE)
 
 
-@hookimpl
-def snn_blockbackend_adapters():
-    return list(ADAPTERS)
+class AdapterPlugin:
+    """One framework adapter as a pluggy plugin (one entry point each, so a third party can add its own).
+
+    The plugin carries only the metadata; the adapter module itself imports its framework and is loaded
+    when the user imports it, so discovery never imports snnTorch, SpikingJelly or Norse.
+    """
+
+    def __init__(self, info: AdapterInfo):
+        self.info = info
+
+    @hookimpl
+    def snn_blockbackend_adapters(self):
+        return [self.info]
+
+
+snntorch_plugin = AdapterPlugin(SNNTORCH)
+spikingjelly_plugin = AdapterPlugin(SPIKINGJELLY)
+norse_plugin = AdapterPlugin(NORSE)

@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,23 +26,13 @@ from pathlib import Path
 import numpy as np
 
 import snn_blockbackend.sparseprop as sp
+from snn_blockbackend.machine import cpu_model
 
 K = 100
 TAU = 0.01
 J0 = 1.0
 RATE_HZ = 1.0
 AUTHOR_CSV = Path("/work/shared/reference/sparseprop_author_benchmark.csv")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def peak_rss_bytes() -> int:

@@ -34,6 +34,7 @@ import torch
 
 from . import __version__, plugins
 from .functional import block_neuron
+from .machine import cpu_model
 from .profiles import make_profile
 
 FULL_SHAPE = (1000, 32, 512)  # T, B, N
@@ -352,17 +353,6 @@ def run_plan(plan, console) -> None:
 # ---------------------------------------------------------------------------------------------
 # output: machine info, JSON, tables, plot
 # ---------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info() -> dict:
     frameworks = {}
     for name in ("snntorch", "spikingjelly", "norse", "numba"):

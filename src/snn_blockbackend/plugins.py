@@ -21,6 +21,10 @@ class Hooks:
         """Return a list of provider objects."""
 
     @hookspec
+    def snn_blockbackend_psu_providers(self):
+        """Return a list of parallel-spiking-unit provider objects (see ``snn_blockbackend.psu``)."""
+
+    @hookspec
     def snn_blockbackend_adapters(self):
         """Return a list of ``adapters.AdapterInfo`` describing framework adapters."""
 
@@ -31,13 +35,15 @@ def plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(Hooks)
     # Our own plugins are registered explicitly too, so an un-installed source checkout works.
     from .adapters import registry as adapter_registry
-    from .providers import numba_provider, reference, torch_provider
+    from .providers import numba_provider, psu_reference, psu_torch, reference, torch_provider
 
     # Same names as our entry points, so load_setuptools_entrypoints skips them.
     ours = (
         ("reference", reference),
         ("torch", torch_provider),
         ("numba", numba_provider),
+        ("psu-reference", psu_reference),
+        ("psu-torch", psu_torch),
         ("adapter-snntorch", adapter_registry.snntorch_plugin),
         ("adapter-spikingjelly", adapter_registry.spikingjelly_plugin),
         ("adapter-norse", adapter_registry.norse_plugin),

@@ -205,6 +205,45 @@ def test_reference_and_torch_providers_agree(kind, T, n, leak, tau, theta, seed)
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+@PROPERTY
+@given(
+    kind=st.sampled_from(F.UNITS),
+    T=st.integers(1, 40),
+    chunk=st.integers(1, 6),
+    tau=st.sampled_from([1.5, 2.0, 5.0]),
+    leak=st.sampled_from(F.LEAKS),
+    seed=st.integers(0, 2**16),
+    with_state=st.booleans(),
+)
+def test_chunked_toeplitz_products_equal_the_reference(kind, T, chunk, tau, leak, seed, with_state):
+    """The GEMM provider cuts long sequences into chunks joined by the exact carry (psu_torch.CHUNK)."""
+    from snn_blockbackend.providers import psu_torch
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(psu_torch, "CHUNK", chunk)
+        _check_chunked(kind, T, tau, leak, seed, with_state)
+
+
+def _check_chunked(kind, T, tau, leak, seed, with_state):
+    x = _input((T, 2, 5), seed).requires_grad_()
+    args = tuple(a.requires_grad_() for a in _args(kind, T, seed))
+    state = None
+    if kind == "psu" and with_state:
+        state = F.PSUState(_input((2, 5), seed + 3), torch.sigmoid(_input((2, 5), seed + 4)) * 2)
+    results = [F.parallel_unit(kind, x, *args, tau=tau, leak=leak, state=state, backend=b) for b in ("reference", "torch")]
+    (ref, fast) = results
+    torch.testing.assert_close(fast.membrane, ref.membrane, rtol=1e-12, atol=1e-12)
+    if kind == "psu":
+        torch.testing.assert_close(fast.state.h, ref.state.h, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(fast.state.k, ref.state.k, rtol=1e-12, atol=1e-12)
+    leaves = (x, *args)
+    # allow_unused: at T = 1 RPSU's membrane does not depend on W (its reset sum over s < 0 is empty)
+    grads = [torch.autograd.grad(r.membrane.sum(), leaves, allow_unused=True) for r in results]
+    for leaf, a, b in zip(leaves, *grads):
+        zero = torch.zeros_like(leaf)
+        torch.testing.assert_close(zero if a is None else a, zero if b is None else b, rtol=1e-11, atol=1e-11)
+
+
 # ---------------------------------------------------------------------------------------------
 # PSU streaming: parallel == serial, chunked == whole
 # ---------------------------------------------------------------------------------------------

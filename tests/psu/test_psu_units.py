@@ -542,3 +542,16 @@ def test_bad_input_errors():
         IPSU(0)
     with pytest.raises(TypeError, match="threshold"):
         F.psu(x, threshold="high")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", F.UNITS)
+def test_half_precision_runs_and_stays_close_to_float64(kind, dtype):
+    T = 40  # > 2 chunks of the GEMM provider
+    x = _input((T, 4, 16), 6)
+    args = _args(kind, T, 6)
+    exact = F.parallel_unit(kind, x, *args).membrane
+    low = F.parallel_unit(kind, x.to(dtype), *(a.to(dtype) for a in args))
+    assert low.spikes.dtype == dtype and low.membrane.dtype == dtype
+    scale = exact.abs().max()
+    torch.testing.assert_close(low.membrane.double(), exact, rtol=0, atol=0.05 * float(scale))

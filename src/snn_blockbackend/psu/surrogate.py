@@ -24,11 +24,12 @@ class _AtanSpike(torch.autograd.Function):
     def backward(ctx, grad_spike):
         margin, alpha = ctx.saved_tensors
         slope = alpha.to(margin.dtype)
-        damping = 1 + (math.pi / 2 * slope * margin) ** 2
-        grad_margin = grad_spike * (slope / 2) / damping if ctx.needs_input_grad[0] else None
+        # grad / (1 + (pi/2 alpha margin)^2), built in place: one temporary instead of one per operation
+        scaled = torch.square(margin).mul_(slope.square() * (math.pi / 2) ** 2).add_(1).reciprocal_().mul_(grad_spike)
         grad_alpha = None
         if ctx.needs_input_grad[1]:
-            grad_alpha = (grad_spike * margin / 2 / damping).sum().reshape(alpha.shape).to(alpha.dtype)
+            grad_alpha = (torch.dot(scaled.flatten(), margin.flatten()) / 2).reshape(alpha.shape).to(alpha.dtype)
+        grad_margin = scaled.mul_(slope / 2) if ctx.needs_input_grad[0] else None
         return grad_margin, grad_alpha
 
 

@@ -7,7 +7,7 @@ and 2.x.
 * 2.x (no backend selector): our classes override the functional state transitions, so they always run the
   engine in multi-step mode.
 * Both: ``convert(net, refractory_steps=0)`` swaps stock ``LIFNode`` / ``ParametricLIFNode`` for ours and
-  ``revert(net)`` swaps them back; ``functional.reset_net`` resets all our memories.
+  ``unconvert(net)`` swaps them back; ``functional.reset_net`` resets all our memories.
 
 Importing this module raises ImportError when SpikingJelly is missing or of an unsupported version.
 See docs/spikingjelly.md.
@@ -24,9 +24,9 @@ SPIKINGJELLY_VERSION: str = SPIKINGJELLY.require()
 API = "0.0.0.0.14" if Version(SPIKINGJELLY_VERSION) < Version("2") else "2"
 
 if API == "2":
-    from ._v2 import BlockALIFNode, BlockLIFNode, BlockParametricLIFNode, convert, map_surrogate, revert
+    from ._v2 import BlockALIFNode, BlockLIFNode, BlockParametricLIFNode, convert, map_surrogate, unconvert
 else:
-    from ._legacy import BlockALIFNode, BlockLIFNode, BlockParametricLIFNode, convert, map_surrogate, revert
+    from ._legacy import BlockALIFNode, BlockLIFNode, BlockParametricLIFNode, convert, map_surrogate, unconvert
 
 __all__ = [
     "API",
@@ -36,5 +36,5 @@ __all__ = [
     "BlockParametricLIFNode",
     "convert",
     "map_surrogate",
-    "revert",
+    "unconvert",
 ]

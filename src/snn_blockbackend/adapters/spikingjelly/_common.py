@@ -1,5 +1,5 @@
 """Pieces shared by the SpikingJelly 0.0.0.0.14 and 2.x adapters: surrogate mapping, profile/parameter
-mapping, argument checks, the engine call and the module swap (``convert`` / ``revert``).
+mapping, argument checks, the engine call and the module swap (``convert`` / ``unconvert``).
 
 Nothing here computes neuron dynamics: the profiles (``spikingjelly_lif``, ``paper``) and
 ``functional.block_neuron`` do.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from typing import Callable
 
 import torch
@@ -226,23 +225,20 @@ def _copy_runtime_state(source, target, memory_names) -> None:
 
 def swap_modules(net: nn.Module, make_replacement: Callable[[nn.Module], nn.Module | None]) -> nn.Module:
     """Replace every submodule for which ``make_replacement`` returns a module (nested too; a module shared
-    by several parents stays shared). Returns ``net`` or, when ``net`` itself is replaced, its replacement."""
+    by several parents stays shared). All replacements are made before anything is swapped, so an error
+    leaves ``net`` untouched. Returns ``net`` or, when ``net`` itself is replaced, its replacement."""
     replaced: dict[int, nn.Module] = {}
-
-    def replacement(module):
-        if id(module) not in replaced:
-            replaced[id(module)] = make_replacement(module)
-        return replaced[id(module)]
-
-    root = replacement(net)
-    if root is not None:
-        return root
+    for module in net.modules():  # each module once, however often it is reachable
+        new = make_replacement(module)
+        if new is not None:
+            replaced[id(module)] = new
+    if id(net) in replaced:
+        return replaced[id(net)]
     for parent in list(net.modules()):
         # _modules, not named_children(): that skips a child already seen under another name
         for name, child in list(parent._modules.items()):
-            new = None if child is None else replacement(child)
-            if new is not None:
-                parent._modules[name] = new
+            if child is not None and id(child) in replaced:
+                parent._modules[name] = replaced[id(child)]
     return net
 
 
@@ -271,18 +267,17 @@ def stock_to_block(stock_lif, stock_plif, block_lif, block_plif, extra_arguments
 
 
 def block_to_stock(stock_lif, stock_plif, block_lif, block_plif, extra_arguments: tuple[str, ...]):
-    """The ``make_replacement`` for ``revert``: ours -> the stock class (refractoriness is dropped)."""
+    """The ``make_replacement`` for ``unconvert``: ours -> the stock class (refused for a refractory period,
+    which the stock classes cannot express)."""
 
     def make(module):
         kind = type(module)
         if kind is not block_lif and kind is not block_plif:
             return None
         if module.refractory_steps > 0:
-            warnings.warn(
-                f"reverting a {kind.__name__} with refractory_steps={module.refractory_steps} to the stock "
-                "SpikingJelly class drops the refractory period (the stock neuron has none)",
-                UserWarning,
-                stacklevel=3,
+            raise ValueError(
+                f"cannot unconvert a {kind.__name__} with refractory_steps={module.refractory_steps}: the stock "
+                "SpikingJelly neuron has no refractory period (set refractory_steps=0 first to drop it)"
             )
         arguments = {name: getattr(module, name) for name in LIF_ARGUMENTS + extra_arguments}
         arguments["store_v_seq"] = module.store_v_seq

@@ -246,7 +246,7 @@ def convert(net, refractory_steps: int = 0):
     return _common.swap_modules(net, make)
 
 
-def revert(net):
+def unconvert(net):
     """The inverse of ``convert``: our LIF nodes back to stock ones (``backend='block'`` becomes ``'torch'``)."""
 
     def stock_lif(**arguments):

@@ -68,7 +68,7 @@ class _BlockNodeMixin:
         if getattr(self, "_neuron_precision", None) is not None:
             raise NotImplementedError(
                 f"{self._get_name()}: SpikingJelly's neuron precision conversion is not supported by the block "
-                "engine (it runs in the input's dtype); undo the precision conversion or revert(net) first"
+                "engine (it runs in the input's dtype); undo the precision conversion or unconvert(net) first"
             )
         names = list(self._memories)
         profile, params = self._profile(x_seq)
@@ -214,7 +214,7 @@ def convert(net, refractory_steps: int = 0):
     return _invalidate_reset_cache(_common.swap_modules(net, make))
 
 
-def revert(net):
+def unconvert(net):
     """The inverse of ``convert``: our LIF nodes back to the stock classes."""
     make = _common.block_to_stock(neuron.LIFNode, neuron.ParametricLIFNode, BlockLIFNode, BlockParametricLIFNode, ())
     return _invalidate_reset_cache(_common.swap_modules(net, make))

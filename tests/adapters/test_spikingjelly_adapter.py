@@ -464,6 +464,10 @@ def test_whole_network_switch_runs_the_engine(sj, monkeypatch):
             "block", "torch", "block", "block"]  # fmt: skip
         with pytest.raises(NotImplementedError, match="step_mode='m'"):
             sj.adapter.BlockLIFNode(step_mode="s", backend="block")
+        assert sj.adapter.BlockALIFNode(step_mode="m", backend="block").backend == "block"
+        sj.functional.set_backend(net, "torch")  # and back: our nodes accept the stock backends too
+        assert net[1].backend == "torch"
+        sj.functional.set_backend(net, "block")
         with pytest.raises(NotImplementedError):
             sj.adapter.BlockLIFNode(step_mode="m", backend="no-such-backend")
     else:

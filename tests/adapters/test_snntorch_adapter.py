@@ -477,11 +477,12 @@ def test_state_continues_through_detach_and_to():
     whole = _run_net(_stateful_net(), x)
     net = _stateful_net()
     first = _run_net(net, x[:10])
-    first[1].sum().backward()
+    (first[0].sum() + first[1].sum()).backward()  # the spikes' graph runs through the adaptation
+    assert net[3].adaptation.requires_grad
     snn.Leaky.detach_hidden()  # what snnTorch's TBPTT helpers call
     net.to(torch.float32)
     second = _run_net(net, x[10:])
-    second[1].sum().backward()  # would fail if the adaptation still held the first chunk's graph
+    (second[0].sum() + second[1].sum()).backward()  # fails if the adaptation kept the first chunk's graph
     assert torch.equal(torch.cat([first[0], second[0]]), whole[0])
     assert torch.equal(torch.cat([first[1], second[1]]), whole[1])
 
@@ -662,6 +663,10 @@ def test_bad_input_errors():
         BlockALIF(0.9, threshold=-1.0).forward_sequence(torch.ones(3, 2))
     with pytest.raises(ValueError, match="beta must lie in"):
         BlockALIF(-0.5).forward_sequence(torch.ones(3, 2))
+    graded = BlockALIF(0.9)
+    graded.graded_spikes_factor.fill_(0.5)
+    with pytest.raises(ValueError, match="graded_spikes_factor"):
+        graded(torch.ones(2))
 
 
 ADAPTER_MODULE = "snn_blockbackend.adapters.snntorch"

@@ -118,7 +118,7 @@ class _LinkedStateMixin:
         """The extra state continuing from ``mem``, or zeros (shaped like ``like``) for a new membrane."""
         if not self._is_linked(mem):
             return {
-                name: torch.zeros(like.shape, dtype=torch.long if name == "refractory" else like.dtype, device=like.device)
+                name: torch.zeros_like(like, dtype=torch.long if name == "refractory" else like.dtype)
                 for name in self._extra_state_names
             }
         detached = self._linked_mem_had_graph and not mem.requires_grad
@@ -352,8 +352,9 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
     returns ``(spk, mem)`` (or ``spk`` with ``init_hidden=True``); the adaptation ``a`` lives in the
     buffer ``adaptation`` and follows ``mem`` (see the module docstring). ``sequence=True`` (or
     ``forward_sequence``) takes a whole time-first sequence. beta must stay in (0, 1] (after the clamp) and
-    threshold > 0; the engine raises otherwise. Not exported to NIR correctly (snnTorch would write a plain
-    ``nir.LIF``).
+    threshold > 0; the engine raises otherwise. There are no graded spikes (``graded_spikes_factor`` must stay
+    1) and no ``reset_mechanism``/``reset_delay`` choice. Not exported to NIR correctly (snnTorch would write
+    a plain ``nir.LIF``).
     """
 
     _extra_state_names = ("adaptation", "refractory")
@@ -426,6 +427,11 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
     def _run_engine(self, x, mem):
         if mem is not None and self.init_hidden:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+        if bool((self.graded_spikes_factor != 1).any()):
+            raise ValueError(
+                "BlockALIF has no graded spikes: graded_spikes_factor (a buffer kept for snnTorch compatibility, "
+                "e.g. loaded from a checkpoint) must be 1"
+            )
         incoming = self.mem if mem is None else mem
         if incoming.shape != x.shape[1:]:
             incoming = torch.zeros_like(x[0])

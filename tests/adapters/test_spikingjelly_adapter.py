@@ -16,7 +16,6 @@ Runs against whichever SpikingJelly is installed (0.0.0.0.14 or 2.x) and tests t
 
 from __future__ import annotations
 
-import copy
 import importlib
 import importlib.metadata
 import inspect

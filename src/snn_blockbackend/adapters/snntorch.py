@@ -151,7 +151,7 @@ class _LinkedStateMixin:
         return mem
 
 
-def _neuron_dtype(x: torch.Tensor, *tensors) -> torch.Tensor:
+def _neuron_dtype(x: torch.Tensor, *tensors) -> torch.dtype:
     """The dtype snnTorch's arithmetic ends up in: 0-dim parameters do not promote the input (PyTorch's
     type promotion), per-neuron tensors (and a given membrane) do."""
     dtype = x.dtype

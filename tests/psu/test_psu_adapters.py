@@ -60,6 +60,8 @@ def test_spikingjelly_psu_multi_step_single_step_and_reset_net():
     steps = torch.stack([node(xt) for xt in x.unbind(0)])
     torch.testing.assert_close(steps, expected.spikes)
     torch.testing.assert_close(node.h, expected.state.h)
+    with pytest.raises(ValueError, match="reset_net"):  # a new batch size without reset_net
+        node(x[0, :2])
 
 
 def test_spikingjelly_learned_units_are_multi_step_only_and_match_the_core_units():

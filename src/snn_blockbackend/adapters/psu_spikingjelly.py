@@ -44,18 +44,24 @@ class PSU(base.MemoryModule):
         if store_v_seq:
             self.register_memory("v_seq", None)
 
-    def _state(self):
-        if isinstance(self.h, torch.Tensor):
-            return PSUState(self.h, self.k)
-        return None  # after reset_net: a fresh sequence
+    def _state(self, neuron_shape):
+        if not isinstance(self.h, torch.Tensor):
+            return None  # after reset_net: a fresh sequence
+        if self.h.shape != neuron_shape:
+            raise ValueError(
+                f"PSU holds the state of a previous input of shape {tuple(self.h.shape)} per step, but this input "
+                f"has {tuple(neuron_shape)}; call spikingjelly.activation_based.functional.reset_net(net) "
+                "before a new batch"
+            )
+        return PSUState(self.h, self.k)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = self.unit.step(x, self._state())
+        result = self.unit.step(x, self._state(x.shape))
         self.h, self.k = result.state
         return result.spikes
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        result = self.unit.run(x_seq, self._state())
+        result = self.unit.run(x_seq, self._state(x_seq.shape[1:]))
         self.h, self.k = result.state
         if self.store_v_seq:
             self.v_seq = result.membrane

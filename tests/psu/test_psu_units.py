@@ -288,6 +288,41 @@ def test_psu_serial_form_gives_identical_spikes_on_a_large_random_input():
 
 
 @PROPERTY
+@given(
+    kind=st.sampled_from(LEARNED),
+    T=st.integers(1, 24),
+    leak=st.sampled_from(F.LEAKS),
+    tau=st.sampled_from([1.5, 2.0, 3.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_learned_units_parallel_equals_step_by_step(kind, T, leak, tau, seed):
+    x = _input((T, 3, 7), seed)
+    weight, bias = _learned(T, seed)
+    parallel = F.parallel_unit(kind, x, weight, bias, tau=tau, leak=leak)
+    state, spikes, membranes = None, [], []
+    for xt in x.unbind(0):
+        out = F.unit_step(kind, xt, weight, bias, state, tau=tau, leak=leak)
+        state = out.state
+        spikes.append(out.spikes)
+        membranes.append(out.membrane)
+    torch.testing.assert_close(torch.stack(membranes), parallel.membrane, rtol=1e-12, atol=1e-12)
+    assert_same_spikes(torch.stack(spikes), parallel.spikes, parallel.membrane, F.DEFAULT_THRESHOLD, 1e-10)
+    with pytest.raises(ValueError, match=f"built for T={T} time steps and has already run {T}"):
+        F.unit_step(kind, x[0], weight, bias, state)
+
+
+def test_learned_module_step_matches_forward():
+    module = RPSU(9).double()
+    x = _input((9, 4, 5), 1)
+    state, spikes = None, []
+    for xt in x.unbind(0):
+        out = module.step(xt, state)
+        state = out.state
+        spikes.append(out.spikes)
+    assert_same_spikes(torch.stack(spikes), module(x), module.run(x).membrane.detach(), 0.5, 1e-10)
+
+
+@PROPERTY
 @given(T=st.integers(2, 40), cut=st.integers(1, 39), leak=st.sampled_from(F.LEAKS), seed=st.integers(0, 2**16),
        backend=st.sampled_from(["reference", "torch"]))  # fmt: skip
 def test_psu_in_chunks_with_state_equals_one_call(T, cut, leak, seed, backend):

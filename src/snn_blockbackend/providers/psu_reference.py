@@ -101,6 +101,37 @@ def psu_step(x_t, state, *, gain, decay, threshold, spike_fn):
     return spike_fn(v - threshold), v, (h, q + torch.sigmoid(h))
 
 
+def learned_step(kind, x_t, state, *, gain, decay, threshold, weight, bias, spike_fn):
+    """One step of IPSU / RPSU / PPSU from their history (W's rows are not Toeplitz, so P needs all past inputs).
+
+    ``state = (history, h, k)``: the inputs so far (a tuple), H[t-1] (RPSU's fixed leak) and the reset
+    accumulator K[t-1] = sum_{s<=t-1} decay^(t-1-s) u[s] with u = X (IPSU) or sigmoid(P) (RPSU, PPSU):
+
+        P[t] = sum_{s<=t} W[t,s] X[s] + b[t];  Q[t] = decay K[t-1];  K[t] = Q[t] + u[t]
+        IPSU: V = P - Q;   RPSU: H[t] = decay H[t-1] + gain X[t], V = H - Q;   PPSU: V = P - Q
+    """
+    history, h_prev, k_prev = state
+    t = len(history)
+    history = (*history, x_t)
+    pre = torch.zeros_like(x_t)
+    for s in range(t + 1):
+        pre = pre + weight[t, s] * history[s]
+    pre = pre + bias[t]
+    q = decay * k_prev
+    if kind == "ipsu":
+        membrane, update = pre - q, x_t
+    elif kind == "rpsu":
+        h_prev = decay * h_prev + gain * x_t
+        update = torch.sigmoid(pre)
+        membrane = h_prev - q
+    elif kind == "ppsu":
+        update = torch.sigmoid(pre)
+        membrane = pre - q
+    else:
+        raise ValueError(f"unknown unit {kind!r}")
+    return spike_fn(membrane - threshold), membrane, (history, h_prev, q + update)
+
+
 class ReferencePSUProvider:
     name = "reference"
     priority = 0  # never chosen by "auto" while the GEMM provider is available

@@ -6,6 +6,7 @@ T x T matrix and bias per layer). Functional forms in ``snn_blockbackend.psu.fun
 """
 
 from .functional import (
+    LearnedState,
     PSUResult,
     PSUState,
     ipsu,
@@ -16,11 +17,13 @@ from .functional import (
     psu,
     psu_step,
     rpsu,
+    unit_step,
 )
 from .modules import IPSU, PPSU, PSU, RPSU
 
 __all__ = [
     "IPSU",
+    "LearnedState",
     "PPSU",
     "PSU",
     "PSUResult",
@@ -34,4 +37,5 @@ __all__ = [
     "psu",
     "psu_step",
     "rpsu",
+    "unit_step",
 ]

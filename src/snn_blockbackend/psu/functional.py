@@ -32,6 +32,7 @@ import torch
 
 from .. import functional as _engine
 from .. import plugins
+from ..providers.psu_reference import learned_step as _learned_step_kernel
 from ..providers.psu_reference import psu_step as _psu_step_kernel
 from ..providers.psu_torch import leak_matrices as _leak_matrices
 from .surrogate import atan_spike
@@ -49,6 +50,15 @@ class PSUState(NamedTuple):
     """Streaming state of a PSU neuron: ``h`` = H[t] (reset-free membrane), ``k`` = reset accumulator
     sum_{s<=t} decay^(t-s) sigmoid(H[s]). Zeros are the start of a sequence."""
 
+    h: torch.Tensor
+    k: torch.Tensor
+
+
+class LearnedState(NamedTuple):
+    """Streaming state of IPSU / RPSU / PPSU: the inputs so far (one tensor per step, at most T), the fixed-leak
+    membrane ``h`` (RPSU) and the reset accumulator ``k``."""
+
+    history: tuple
     h: torch.Tensor
     k: torch.Tensor
 
@@ -295,3 +305,36 @@ def psu_step(x_t: torch.Tensor, state: PSUState | None = None, *, tau=DEFAULT_TA
         x_t, tuple(state), gain=gain, decay=decay, threshold=theta, spike_fn=spike_fn
     )
     return PSUResult(spike, membrane, PSUState(h, k))
+
+
+def unit_step(kind: str, x_t: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+              state: LearnedState | None = None, *, tau=DEFAULT_TAU, threshold=DEFAULT_THRESHOLD, leak="released",
+              alpha=None, surrogate=None, check_finite=True) -> PSUResult:  # fmt: skip
+    """One step of IPSU / RPSU / PPSU ("ipsu", "rpsu", "ppsu") for streaming inference, from their input history
+    (O(t) memory and work per step; at most T steps). Running it over x[0], x[1], ... from ``state=None``
+    gives the spikes of ``parallel_unit(kind, x, weight, bias)``."""
+    if kind not in LEARNED_UNITS:
+        raise ValueError(f"unit must be one of {LEARNED_UNITS} (PSU streams with psu_step), not {kind!r}")
+    if not isinstance(x_t, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, not {type(x_t).__name__}")
+    _engine.check_input(x_t.unsqueeze(0).unsqueeze(-1), check_finite)
+    gain, decay = leak_coefficients(tau, leak)
+    theta = _scalar("threshold", threshold, x_t)
+    spike_fn = _spike_fn(alpha, surrogate, x_t)
+    T = weight.shape[0] if isinstance(weight, torch.Tensor) and weight.dim() > 0 else None
+    if state is None:
+        state = LearnedState((), torch.zeros_like(x_t), torch.zeros_like(x_t))
+    elif not isinstance(state, LearnedState):
+        raise TypeError("state must be the LearnedState returned by the previous step")
+    if T is not None and len(state.history) >= T:
+        raise ValueError(
+            f"this {kind.upper()} was built for T={T} time steps and has already run {len(state.history)}; "
+            "start a new sequence with state=None"
+        )
+    # validate W and b against a sequence of length T (their own length)
+    _check_learned(kind, weight, bias, x_t.unsqueeze(0).expand(T or 1, *x_t.shape))
+    spike, membrane, (history, h, k) = _learned_step_kernel(
+        kind, x_t, (state.history, state.h, state.k), gain=gain, decay=decay, threshold=theta,
+        weight=weight, bias=bias, spike_fn=spike_fn,
+    )  # fmt: skip
+    return PSUResult(spike, membrane, LearnedState(history, h, k))

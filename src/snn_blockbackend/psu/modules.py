@@ -99,6 +99,12 @@ class _LearnedUnit(_ParallelUnit):
     def run(self, x: torch.Tensor) -> PSUResult:
         return F.parallel_unit(self.kind, x, self.weight, self.bias, **self._options(x))
 
+    def step(self, x_t: torch.Tensor, state: F.LearnedState | None = None) -> PSUResult:
+        """One time step [B, ...] from the input history (streaming; at most T steps); start with ``state=None``."""
+        options = self._options(x_t)
+        options.pop("backend")
+        return F.unit_step(self.kind, x_t, self.weight, self.bias, state, **options)
+
     def extra_repr(self):
         return f"T={self.T}, " + super().extra_repr()
 

@@ -577,6 +577,16 @@ def test_bad_input_errors():
         IPSU(0)
     with pytest.raises(TypeError, match="threshold"):
         F.psu(x, threshold="high")
+    with pytest.raises(ValueError, match=r"weight must have shape \(T, T\)"):
+        F.ipsu(x, torch.randn(5, 4), torch.zeros(5))
+    with pytest.raises(ValueError, match=r"bias must have shape \(T,\)"):
+        F.rpsu(x, torch.randn(5, 5), torch.zeros(5, 1))
+    with pytest.raises(ValueError, match="PSU streams with psu_step"):
+        F.unit_step("psu", x[0], torch.randn(5, 5), torch.zeros(5))
+    with pytest.raises(ValueError, match="no learned weight"):
+        F.parallel_unit("psu", x, torch.randn(5, 5), torch.zeros(5))
+    with pytest.raises(ValueError, match="unknown PSU backend"):
+        F.psu(x, backend="cuda-magic")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

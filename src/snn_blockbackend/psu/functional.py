@@ -176,7 +176,8 @@ def _check_learned(kind, weight, bias, x):
         if not value.is_floating_point():
             raise TypeError(f"{name} must be floating point, got {value.dtype}")
         if value.dim() != len(shape) or any(n != value.shape[0] for n in value.shape):
-            raise ValueError(f"{name} must have shape (T, T) / (T,), got {tuple(value.shape)}")
+            expected = "(T, T)" if name == "weight" else "(T,)"
+            raise ValueError(f"{name} must have shape {expected}, got {tuple(value.shape)}")
         if value.shape != shape:
             raise ValueError(
                 f"this {kind.upper()} was built for T={value.shape[0]} time steps, but the input sequence has "

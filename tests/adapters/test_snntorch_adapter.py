@@ -334,11 +334,12 @@ def test_block_leaky_refractory_matches_reference(
 
     split = min(split, t)
 
-    def chunks(xin):  # two sequence calls: the refractory countdown carries over with self.mem
+    def chunks(xin):  # two sequence calls: the refractory countdown carries over with the membrane
         first = ours.forward_sequence(xin[:split], ours.reset_mem())
         if split == t:
             return first
-        second = ours.forward_sequence(xin[split:])
+        # continue from self.mem, or from the last returned membrane passed back explicitly
+        second = ours.forward_sequence(xin[split:], first[1][-1] if split % 2 else None)
         return torch.cat([first[0], second[0]]), torch.cat([first[1], second[1]])
 
     runs = {

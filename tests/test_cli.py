@@ -62,6 +62,9 @@ def test_bench_tiny_run_writes_json_and_plot(tmp_path, capsys):
     assert not [r for r in result["rows"] if (r.get("note") or "").startswith("error")]
     assert {p["R"] for p in result["sweep"] if p["provider"] == "torch"} == {0, 4, 9}
     assert set(result["max_spike_mismatch"].values()) == {0}
+    # the parallel-spiking-unit rows ran too (quick shapes), each unit against every installed native LIF
+    units = [r for r in result["psu"] if r["kind"] == "unit"]
+    assert {r["neuron"] for r in units} == {"PSU", "IPSU", "RPSU"} and all(r["fwd_ms"] > 0 for r in units)
     # R > 0: checked against the sequential reference (every case whose provider ran)
     for r in result["rows"]:
         if r.get("R", 0) > 0 and r["provider"] != "reference" and r.get("fwd_ms") is not None:

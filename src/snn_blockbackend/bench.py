@@ -198,8 +198,11 @@ def mismatch(a: torch.Tensor, b: torch.Tensor) -> int:
     return int((a != b).sum())
 
 
-def _ratio(native_ms, our_ms):
-    return None if native_ms is None or our_ms is None else native_ms / our_ms
+def ratio(native_ms, our_ms):
+    """native time / our time (> 1: ours is faster); None when either is missing."""
+    if native_ms is None or our_ms is None or our_ms <= 0:
+        return None
+    return native_ms / our_ms
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,8 +259,8 @@ def _measure_ours(results, case, provider, R, x, x_check, reps):
             row["spike_mismatch"], row["mismatch_vs"] = mismatch(checked, reference), "reference"
     except Exception as error:  # report and go on: one broken provider must not lose the whole run
         row["note"] = f"error: {type(error).__name__}: {error}"
-    row["speedup_fwd"] = _ratio(row["native_fwd_ms"], row["fwd_ms"])
-    row["speedup_fwd_bwd"] = _ratio(row["native_fwd_bwd_ms"], row["fwd_bwd_ms"])
+    row["speedup_fwd"] = ratio(row["native_fwd_ms"], row["fwd_ms"])
+    row["speedup_fwd_bwd"] = ratio(row["native_fwd_bwd_ms"], row["fwd_bwd_ms"])
 
 
 def _refused(results, case, provider, reason):
@@ -278,7 +281,7 @@ def _measure_sweep_point(results, provider, R, x, reps):
             point["fwd_bwd_ms"] = time_forward_backward(ours(HEADLINE, provider, R), x, reps)
         except Exception as error:
             point["note"] = f"error: {type(error).__name__}: {error}"
-    point["speedup_fwd_bwd"] = _ratio(point["native_fwd_bwd_ms"], point["fwd_bwd_ms"])
+    point["speedup_fwd_bwd"] = ratio(point["native_fwd_bwd_ms"], point["fwd_bwd_ms"])
     results.sweep.append(point)
 
 
@@ -468,6 +471,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=int, default=None, help="timed runs per measurement (default 3; --quick: 1)")
     parser.add_argument("--providers", default=None,
                         help="comma-separated providers to time (default: all installed, e.g. torch,numba)")
+    parser.add_argument("--no-psu", action="store_true",
+                        help="skip the parallel-spiking-unit rows (PSU/IPSU/RPSU vs native LIFs)")
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     for dim in ("T", "B", "N"):  # shape override, for tests
         parser.add_argument(f"--{dim}", type=int, default=None, help=argparse.SUPPRESS)
@@ -514,6 +519,13 @@ def main(args=None) -> int:
     )
     console.print(sweep_table(results.sweep, "speed-up vs refractory period R (snnTorch Leaky profile, fwd+bwd)"))
     plotted = plot_sweep(results.sweep, out / "speedup_vs_refractory.png", shape)
+    psu = []
+    if not args.no_psu:
+        from .psu.bench import psu_rows, psu_table
+
+        with Console(stderr=True).status("parallel spiking units vs native LIFs ...") as status:
+            psu = psu_rows(reps, bool(args.quick), log=lambda message: status.update(f"PSU bench: {message}"))
+        console.print(psu_table(psu))
     native = {
         f"{case}@T={T}": {k: v for k, v in entry.items() if k != "spikes"} for (case, T), entry in results.native.items()
     }
@@ -528,6 +540,7 @@ def main(args=None) -> int:
         "max_spike_mismatch": worst,
         "rows": results.rows,
         "sweep": results.sweep,
+        "psu": psu,
     }  # fmt: skip
     write_json(out / "bench.json", payload)
     console.print(f"wrote {out / 'bench.json'}" + (f" and {out / 'speedup_vs_refractory.png'}" if plotted else

@@ -22,12 +22,13 @@ import argparse
 import json
 import logging
 import platform
-import statistics
-import time
 import warnings
 from typing import Callable
 
 import torch
+
+from ..machine import cpu_model
+from ..bench import ratio, time_forward, time_forward_backward
 
 SHAPES = ((4, 64, 4096), (32, 32, 2048), (256, 16, 512))  # T, B, N
 QUICK_SHAPES = ((4, 8, 512), (32, 4, 256), (256, 2, 64))
@@ -43,33 +44,10 @@ NATIVE_LABELS = {
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _median_ms(fn: Callable, reps: int, setup: Callable | None = None):
-    times, result = [], None
-    for i in range(reps + 1):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        result = fn()
-        if i > 0:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3, result
-
-
 def _time(run: Runner, x: torch.Tensor, reps: int):
-    """(forward ms, forward+backward ms, firing rate)."""
-
-    def forward():
-        with torch.no_grad():
-            return run(x)
-
-    fwd_ms, spikes = _median_ms(forward, reps)
-    leaf = x.detach().clone().requires_grad_()
-
-    def clear():
-        leaf.grad = None
-
-    fwd_bwd_ms, _ = _median_ms(lambda: run(leaf).sum().backward(), reps, setup=clear)
-    return fwd_ms, fwd_bwd_ms, float(spikes.float().mean())
+    """(forward ms, forward+backward ms, mean firing rate), timed as the main bench times everything."""
+    fwd_ms, spikes = time_forward(run, x, reps)
+    return fwd_ms, time_forward_backward(run, x, reps), float(spikes.float().mean())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,11 +122,6 @@ def make_input(shape, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=generator) + 0.4
 
 
-def _ratio(native_ms, unit_ms):
-    if native_ms is None or unit_ms is None or unit_ms <= 0:
-        return None
-    return native_ms / unit_ms
-
 
 # ---------------------------------------------------------------------------------------------
 # rows
@@ -189,8 +162,8 @@ def psu_rows(reps: int = 5, quick: bool = False, shapes=None, log: Callable[[str
             rows.append(dict(
                 T=T, B=B, N=N, neuron=name, kind="unit", framework=None, fwd_ms=fwd_ms, fwd_bwd_ms=fwd_bwd_ms,
                 rate=rate, status="ok", threads=torch.get_num_threads(),
-                fwd_speedup={fw: _ratio(r["fwd_ms"], fwd_ms) for fw, r in natives.items()},
-                fwd_bwd_speedup={fw: _ratio(r["fwd_bwd_ms"], fwd_bwd_ms) for fw, r in natives.items()},
+                fwd_speedup={fw: ratio(r["fwd_ms"], fwd_ms) for fw, r in natives.items()},
+                fwd_bwd_speedup={fw: ratio(r["fwd_bwd_ms"], fwd_bwd_ms) for fw, r in natives.items()},
             ))  # fmt: skip
         rows.extend(natives.values())
     return rows
@@ -226,12 +199,7 @@ def psu_table(rows: list[dict], title: str = "Parallel spiking units vs native L
 
 def machine() -> dict:
     info = dict(python=platform.python_version(), torch=torch.__version__, threads=torch.get_num_threads())
-    try:
-        from ..machine import cpu_model
-
-        info["cpu"] = cpu_model()
-    except Exception:  # the CPU name is decoration; never fail a benchmark over it
-        info["cpu"] = platform.processor() or platform.machine()
+    info["cpu"] = cpu_model()
     return info
 
 

@@ -723,6 +723,26 @@ def test_every_module_exposes_its_norse_tuple(module):
     assert repr(m).startswith(module.__name__)
 
 
+def test_whole_model_torch_save_round_trip(tmp_path):
+    """torch.save(model) works for Norse models; it must for ours too (the engine surrogates are closures,
+    so the profile is rebuilt on load)."""
+    torch.manual_seed(3)
+    model = nt.SequentialState(
+        nn.Linear(4, 6), nb.BlockLIF(nt.LIFParameters(method="triangle", alpha=0.5), refractory_steps=2),
+        nn.Linear(6, 5), nb.BlockLSNN(nt.LSNNParameters(tau_adapt_inv=torch.tensor(0.05))),
+    )
+    with torch.no_grad():
+        model[2].weight.mul_(30)  # enough drive for the LSNN layer to spike
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert loaded[1].profile.describe() == model[1].profile.describe()
+    x = torch.rand(20, 3, 4) * 40
+    (out, state), (out_loaded, state_loaded) = model(x), loaded(x)
+    assert bool(out.any()) and bool(state[1].refractory.any())
+    assert torch.equal(out_loaded, out)
+    assert torch.equal(state_loaded[1].refractory, state[1].refractory)
+
+
 def test_native_isinstance():
     assert isinstance(nb.BlockLIFCell(), nt.LIFCell) and isinstance(nb.BlockLIF(), nt.LIF)
     assert isinstance(nb.BlockLIFBoxCell(), nt.LIFBoxCell) and isinstance(nb.BlockLSNNCell(), nt.LSNNCell)
@@ -788,3 +808,38 @@ def test_surrogate_mapping():
     margin = torch.tensor([-0.5, 0.0, 0.5], requires_grad=True)
     native = norse_threshold.threshold(margin, "triangle", 0.3)
     assert torch.equal(fn(margin), native)
+
+
+# =============================================================================================
+# convert / unconvert
+# =============================================================================================
+def test_convert_and_unconvert_an_existing_model():
+    torch.manual_seed(4)
+    tau = nn.Parameter(torch.full((6,), 120.0))  # learnable in Norse's way: an nn.Parameter in the tuple
+    shared = nt.LIFBoxCell(nt.LIFBoxParameters(v_th=torch.tensor(0.4)))
+    native = nt.SequentialState(
+        nn.Linear(3, 6), nt.LIF(nt.LIFParameters(tau_mem_inv=tau, v_th=torch.tensor(0.2))),
+        nn.Sequential(nn.Linear(6, 6), nn.Identity()), nt.LSNN(nt.LSNNParameters(tau_adapt_inv=torch.tensor(0.05))),
+    )
+    x = torch.rand(15, 2, 3) * 5
+    expected, _ = native(x)
+    cells = nn.ModuleList([shared, nn.Sequential(shared)])  # one cell used twice
+    copied = copy.deepcopy(native)
+    copied_tau = copied[1].p.tau_mem_inv
+    model = nb.convert(copied)
+    assert [type(m) for m in model] == [nn.Linear, nb.BlockLIF, nn.Sequential, nb.BlockLSNN]
+    assert model[1].tau_mem_inv is copied_tau  # an nn.Parameter in Norse's tuple is adopted, not copied
+    assert dict(model.named_parameters())["1.tau_mem_inv"] is copied_tau
+    out, _ = model(x)
+    assert bool(expected.any()) and torch.equal(out, expected)
+    converted_cells = nb.convert(cells)
+    assert type(converted_cells[0]) is nb.BlockLIFBoxCell and converted_cells[1][0] is converted_cells[0]
+    assert type(nb.convert(nt.LIFCell(), refractory_steps=2)) is nb.BlockLIFCell
+    assert nb.convert(nt.LIFCell(), refractory_steps=2).refractory_steps == 2
+    back = nb.unconvert(model)
+    assert [type(m) for m in back] == [nn.Linear, nt.LIF, nn.Sequential, nt.LSNN]
+    assert torch.equal(back(x)[0], expected)
+    with pytest.raises(ValueError, match="refractory_steps=3; Norse has none"):
+        nb.unconvert(nb.BlockLIF(refractory_steps=3))
+    with pytest.raises(ValueError, match="no Norse counterpart"):
+        nb.unconvert(nt.SequentialState(nb.BlockLIFBox()))

@@ -112,6 +112,7 @@ from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters  # noq
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParameters  # noqa: E402
 from norse.torch.functional.lif_refrac import LIFRefracFeedForwardState, LIFRefracParameters  # noqa: E402
 from norse.torch.functional.lsnn import LSNNFeedForwardState, LSNNParameters  # noqa: E402
+from norse.torch.functional.lsnn import lsnn_feed_forward_step as _lsnn_feed_forward_step  # noqa: E402
 from norse.torch.functional.threshold import threshold as _norse_threshold  # noqa: E402
 from norse.torch.module.lif import LIF, LIFCell  # noqa: E402
 from norse.torch.module.lif_box import LIFBoxCell  # noqa: E402
@@ -138,7 +139,9 @@ __all__ = [
     "NORSE_OP_DISABLED",
     "NORSE_VERSION",
     "PROFILE_VERSION",
+    "convert",
     "engine_surrogate",
+    "unconvert",
 ]
 
 
@@ -301,6 +304,17 @@ class _BlockNorseNeuron:
 
     def _profile_options(self) -> dict:
         return {"surrogate": engine_surrogate(self.method, self.alpha), "version": PROFILE_VERSION}
+
+    # the engine's surrogates are closures, which pickle cannot store: torch.save(model) stores the module
+    # without its profile, and loading rebuilds it from method/alpha (as torch.save works for Norse's own)
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("profile", None)
+        return state
+
+    def __setstate__(self, state):
+        nn.Module.__setstate__(self, state)
+        self.profile = make_profile(self._profile_name, **self._profile_options())
 
     @property
     def p(self):
@@ -651,3 +665,84 @@ class BlockLIFRefracCell(_BlockNorseNeuron, LIFRefracCell):
 
     def _output_state(self, final):
         return LIFRefracFeedForwardState(LIFFeedForwardState(v=final["v"], i=final["i"]), rho=final["rho"])
+
+
+# ---------------------------------------------------------------------------------------------
+# swapping the neurons of an existing model
+# ---------------------------------------------------------------------------------------------
+_BLOCK_OF = {
+    LIFBoxCell: BlockLIFBoxCell,
+    LIFCell: BlockLIFCell,
+    LIF: BlockLIF,
+    LSNNCell: BlockLSNNCell,
+    LSNN: BlockLSNN,
+    LIFRefracCell: BlockLIFRefracCell,
+}
+_NATIVE_OF = {block: native for native, block in _BLOCK_OF.items()}
+
+
+def _swap(model: nn.Module, make) -> nn.Module:
+    done: dict[int, nn.Module] = {}  # a module used at several places is replaced by one new module
+
+    def replace(module):
+        if id(module) not in done:
+            done[id(module)] = make(module)
+        return done[id(module)]
+
+    top = replace(model)
+    if top is not None:
+        return top
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            replacement = replace(child)
+            if replacement is not None:
+                setattr(parent, name, replacement)
+    return model
+
+
+def convert(model: nn.Module, refractory_steps: int = 0, backend: str = "auto") -> nn.Module:
+    """Replace every Norse ``LIFBoxCell``, ``LIFCell``, ``LIF``, ``LSNNCell``, ``LSNN`` and ``LIFRefracCell``
+    in ``model`` (nested too; exact types, so subclasses are left alone) by its block counterpart, in place;
+    returns the model (or the replacement when ``model`` itself is such a neuron).
+
+    The new modules take the old ones' ``p``, ``dt`` (and ``record_states``); as for any construction, a
+    tensor of ``p`` that is an ``nn.Parameter`` is adopted, another one that requires grad is copied into a
+    new ``nn.Parameter``: build the optimizer after converting. ``refractory_steps`` applies to all but
+    ``LIFRefracCell`` (which keeps its own counter).
+    """
+
+    def make(module):
+        block = _BLOCK_OF.get(type(module))
+        if block is None:
+            return None
+        kwargs = {"dt": module.dt, "backend": backend}
+        if block is not BlockLIFRefracCell:
+            kwargs["refractory_steps"] = refractory_steps
+        if block._time_first:
+            kwargs["record_states"] = module.record_states
+        if block in (BlockLSNNCell, BlockLSNN):
+            kwargs["adjoint"] = module.activation is not _lsnn_feed_forward_step
+        return block(module.p, **kwargs)
+
+    return _swap(model, make)
+
+
+def unconvert(model: nn.Module) -> nn.Module:
+    """The inverse of ``convert``: every block neuron with a Norse counterpart becomes that Norse class again,
+    built from its ``p`` (whose tensors are the block module's parameters and buffers). Raises ValueError for
+    ``refractory_steps > 0`` and for ``BlockLIFBox`` (Norse has neither)."""
+
+    def make(module):
+        if isinstance(module, BlockLIFBox):
+            raise ValueError("BlockLIFBox has no Norse counterpart (Norse has no LIFBox time module)")
+        native = _NATIVE_OF.get(type(module))
+        if native is None:
+            return None
+        if module.refractory_steps > 0:
+            raise ValueError(f"{type(module).__name__} has refractory_steps={module.refractory_steps}; Norse has none")
+        kwargs = {"dt": module.dt}
+        if module._time_first:
+            kwargs["record_states"] = module.record_states
+        return native(module.p, **kwargs)
+
+    return _swap(model, make)

@@ -33,6 +33,11 @@ def set_backend(name: str | None) -> None:
     _process_backend = name
 
 
+def get_backend() -> str:
+    """The backend "auto" resolves to first: the process-wide setting, else $SNN_BLOCKBACKEND_BACKEND, else "auto"."""
+    return _process_backend or os.environ.get(ENV_BACKEND) or "auto"
+
+
 @contextlib.contextmanager
 def use_backend(name: str):
     """Temporarily set the process-wide provider."""
@@ -55,7 +60,7 @@ def _known_provider(name: str):
 def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str):
     """Resolve ``backend`` (per call) > process-wide setting > $SNN_BLOCKBACKEND_BACKEND > auto."""
     if backend == "auto":
-        backend = _process_backend or os.environ.get(ENV_BACKEND) or "auto"
+        backend = get_backend()
     if backend != "auto":
         provider = _known_provider(backend)
         reason = provider.supports(profile, device, grad)

@@ -25,7 +25,6 @@ the neuron engine and falls back to "auto" here; a per-call name that is not a P
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable, NamedTuple
 
 import torch
@@ -125,7 +124,7 @@ def select_psu_provider(backend: str, kind: str, device: torch.device):
         if reason is not None:
             raise ValueError(f"backend {backend!r} cannot run {kind}: {reason}")
         return provider
-    preferred = _engine._process_backend or os.environ.get(_engine.ENV_BACKEND) or "auto"
+    preferred = _engine.get_backend()
     if preferred in available and available[preferred].supports(kind, device) is None:
         return available[preferred]
     reasons = []

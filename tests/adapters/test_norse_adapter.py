@@ -58,7 +58,9 @@ HYPOTHESIS = settings(
 )
 KINDS = ("box_value", "box_subtract", "lif", "lsnn", "refrac") if V11 else ("box_value", "lif", "lsnn", "refrac")
 # (mean, std) of the input per unit threshold: roughly 5-30 % spiking neuron-steps
-INPUT_SCALE = {"box_value": (2.0, 2.5), "box_subtract": (2.0, 2.5), "lif": (0.6, 0.6), "lsnn": (2.0, 1.5), "refrac": (1.0, 0.8)}
+INPUT_SCALE = {
+    "box_value": (2.0, 2.5), "box_subtract": (2.0, 2.5), "lif": (0.6, 0.6), "lsnn": (2.0, 1.5), "refrac": (1.0, 0.8),
+}
 STATE_FIELDS = {
     "box_value": ("v",),
     "box_subtract": ("v",),
@@ -96,7 +98,9 @@ def _norse_params(kind, dtype, neurons, seed, tau_mem_inv=100.0, tau_syn_inv=200
             extra["reset_method"] = reset_subtract if kind == "box_subtract" else reset_value
         return nt.LIFBoxParameters(tau_mem_inv=tm, v_leak=vl, v_th=vth, v_reset=vr, method=method, alpha=alpha, **extra)
     if kind == "lif":
-        return nt.LIFParameters(tau_syn_inv=ts, tau_mem_inv=tm, v_leak=vl, v_th=vth, v_reset=vr, method=method, alpha=alpha)
+        return nt.LIFParameters(
+            tau_syn_inv=ts, tau_mem_inv=tm, v_leak=vl, v_th=vth, v_reset=vr, method=method, alpha=alpha
+        )
     if kind == "lsnn":
         ta = _leaf(tau_adapt_inv, dtype, neurons, seed + 2, spread)
         return nt.LSNNParameters(
@@ -263,7 +267,9 @@ CASES = (  # tau_mem_inv, tau_syn_inv, v_leak, v_reset, v_th, spread
 
 def _case_kwargs(case):
     tau_mem_inv, tau_syn_inv, v_leak, v_reset, v_th, spread = case
-    return dict(tau_mem_inv=tau_mem_inv, tau_syn_inv=tau_syn_inv, v_leak=v_leak, v_reset=v_reset, v_th=v_th, spread=spread)
+    return dict(
+        tau_mem_inv=tau_mem_inv, tau_syn_inv=tau_syn_inv, v_leak=v_leak, v_reset=v_reset, v_th=v_th, spread=spread
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -298,7 +304,7 @@ def test_sequence_modules_match_native(kind, dtype):
 def test_random_configurations_match_native(
     t, neurons, kind, sequence, tau_mem_inv, tau_syn_inv, v_leak, v_reset, v_th, spread, dtype, seed
 ):
-    kwargs = dict(tau_mem_inv=tau_mem_inv, tau_syn_inv=tau_syn_inv, v_leak=v_leak, v_reset=v_reset, v_th=v_th, spread=spread)
+    kwargs = _case_kwargs((tau_mem_inv, tau_syn_inv, v_leak, v_reset, v_th, spread))
     if sequence and kind != "refrac":
         _check_sequence(kind, dtype, seed, (t, *neurons), kick=60.0, **kwargs)
     else:
@@ -599,7 +605,8 @@ def test_refractory_cells_and_modules_match_reference(kind, refractory_steps, dt
     leaves = [x, *(getattr(module, n) for n in _native_leaves(kind, p))]
     ref_states = {n: ref.state[n] for n in STATE_FIELDS[kind]}
     _assert_same((ref.spikes, ref_states), (spikes, _fields(kind, state)), leaves, leaves, 11)
-    _assert_same((ref_for_cells.spikes, {"v": ref_for_cells.membrane}), (cell_spikes, {"v": cell_states["v"]}), leaves, leaves, 12)
+    ref_cells = (ref_for_cells.spikes, {"v": ref_for_cells.membrane})
+    _assert_same(ref_cells, (cell_spikes, {"v": cell_states["v"]}), leaves, leaves, 12)
 
 
 @pytest.mark.parametrize("rho_reset", (1, 4))
@@ -710,7 +717,10 @@ def test_parameters_are_registered_and_follow_to():
 
 @pytest.mark.parametrize(
     "module",
-    [nb.BlockLIFBoxCell, nb.BlockLIFCell, nb.BlockLSNNCell, nb.BlockLIFRefracCell, nb.BlockLIF, nb.BlockLSNN, nb.BlockLIFBox],
+    [
+        nb.BlockLIFBoxCell, nb.BlockLIFCell, nb.BlockLSNNCell, nb.BlockLIFRefracCell,
+        nb.BlockLIF, nb.BlockLSNN, nb.BlockLIFBox,
+    ],
 )
 def test_every_module_exposes_its_norse_tuple(module):
     m = module()
@@ -797,6 +807,17 @@ def test_bad_construction_raises_clear_errors():
         nb.BlockLIFCell(dt=0.0)
     with pytest.raises(ValueError, match="unknown backend 'no-such-backend'"):
         nb.BlockLIF(backend="no-such-backend")(torch.ones(3, 2))
+
+
+def test_assigning_a_bad_tuple_changes_nothing():
+    cell = nb.BlockLIFCell(nt.LIFParameters(v_th=torch.tensor(0.5)))
+    before = {name: tensor.clone() for name, tensor in cell.state_dict().items()}
+    with pytest.raises(ValueError, match="adjoint"):
+        cell.p = nt.LIFParameters(v_th=torch.tensor(2.0), method="adjoint")
+    with pytest.raises(TypeError, match="'v_reset' must be a float"):
+        cell.p = nt.LIFParameters(v_th=torch.tensor(2.0), v_reset="zero")
+    assert cell.method == "super"
+    assert all(torch.equal(cell.state_dict()[name], tensor) for name, tensor in before.items())
 
 
 def test_surrogate_mapping():

@@ -79,8 +79,7 @@ def _import_norse():
     ``sys.modules['norse_op'] = None`` makes that import raise ModuleNotFoundError, which Norse handles.
     """
     global NORSE_OP_DISABLED
-    import torch  # noqa: F401,F811  (norse_op links against torch's libraries: torch must be loaded first)
-
+    # torch is already imported (module top): norse_op links against torch's libraries, which must be loaded
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script in Norse (torch 2.13)
@@ -264,7 +263,7 @@ class _BlockNorseNeuron:
 
     # -- parameters -------------------------------------------------------------------------------
     def _tuple_fields(self, p) -> dict:
-        """The tensor fields of a Norse tuple by name, plus method/alpha/reset_method."""
+        """The tensor fields of a Norse tuple by name (the names they are registered under)."""
         return {name: getattr(p, name) for name in self._tensor_fields}
 
     def _check_tuple(self, p):
@@ -273,11 +272,15 @@ class _BlockNorseNeuron:
                 f"{type(self).__name__} takes a norse {self._params_type.__name__}, not {type(p).__name__}"
             )
 
-    def _register(self, name, value):
+    @staticmethod
+    def _as_tensor(name, value):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = torch.as_tensor(value)  # as Norse does (float32 for a Python float)
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             raise TypeError(f"Norse parameter {name!r} must be a float or a floating-point tensor, not {value!r}")
+        return value
+
+    def _register(self, name, value):
         self._parameters.pop(name, None)
         self._buffers.pop(name, None)
         if isinstance(value, nn.Parameter):
@@ -288,12 +291,16 @@ class _BlockNorseNeuron:
             self.register_buffer(name, value.detach().clone())
 
     def _load(self, p):
+        # validate everything before changing anything (``module.p = ...`` on a working module)
         self._check_tuple(p)
-        for name, value in self._tuple_fields(p).items():
-            self._register(name, value)
-        self.method, alpha = self._method_alpha(p)
-        self.alpha = torch.as_tensor(alpha) if self._convert_alpha else alpha
+        tensors = {name: self._as_tensor(name, value) for name, value in self._tuple_fields(p).items()}
+        method, alpha = self._method_alpha(p)
+        alpha = torch.as_tensor(alpha) if self._convert_alpha else alpha
+        engine_surrogate(method, alpha)  # raises for unsupported methods
         self._configure(p)
+        self.method, self.alpha = method, alpha
+        for name, value in tensors.items():
+            self._register(name, value)
         self.profile = make_profile(self._profile_name, **self._profile_options())
 
     def _method_alpha(self, p):
@@ -391,7 +398,8 @@ class _BlockNorseNeuron:
 
     def _output_state(self, final: dict):
         if self.refractory_steps > 0:
-            return self._block_state(**{name: final[name] for name in self._state_fields}, refractory=final["refractory"])
+            fields = {name: final[name] for name in self._state_fields}
+            return self._block_state(**fields, refractory=final["refractory"])
         return self._norse_state(**{name: final[name] for name in self._state_fields})
 
     # -- running ------------------------------------------------------------------------------------

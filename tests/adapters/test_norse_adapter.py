@@ -576,20 +576,18 @@ def _reference(module, x, refractory_steps):
     return block_neuron(x, module.profile, module._engine_params(x), refractory_steps, state=state, backend="reference")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "refrac"])
-@pytest.mark.parametrize("refractory_steps", (1, 3))
-def test_refractory_cells_and_modules_match_reference(kind, refractory_steps, dtype):
-    p = _norse_params(kind, dtype, (7,), 11, spread=0.3, v_leak=0.1, v_reset=-0.2)
-    x = _input((33, 2, 7), dtype, 11, kind, kick=30.0)
+def _check_refractory(kind, refractory_steps, dtype, seed, shape, split, kick=30.0, **param_kwargs):
+    """Module (one call, and two calls with the state passed on at ``split``) and cell (stepped) with
+    ``refractory_steps`` against the engine's sequential reference: forward bitwise, gradients to rounding."""
+    p = _norse_params(kind, dtype, shape[-1:], seed, **param_kwargs)
+    x = _input(shape, dtype, seed, kind, param_kwargs.get("v_th", 1.0), kick=kick)
     module = _our_module(kind, p, refractory_steps=refractory_steps)
     ref = _reference(module, x, refractory_steps)
     assert bool(ref.spikes.any())
-    # the module: one call, and two calls with the state (and its countdown) passed on
     spikes, state = module(x)
     assert type(state).__name__.startswith("Block") and state.refractory.dtype == torch.long
-    first, mid = module(x[:13])
-    second, final = module(x[13:], mid)
+    first, mid = module(x[:split])
+    second, final = module(x[split:], mid)
     # built from module.p, whose tensors are the module's nn.Parameters: the cell adopts them (shared leaves)
     _, cell = _cells(kind, module.p, refractory_steps=refractory_steps)
     ref_for_cells = _reference(cell, x, refractory_steps)
@@ -604,9 +602,39 @@ def test_refractory_cells_and_modules_match_reference(kind, refractory_steps, dt
     # gradients: the engine's reference BPTT
     leaves = [x, *(getattr(module, n) for n in _native_leaves(kind, p))]
     ref_states = {n: ref.state[n] for n in STATE_FIELDS[kind]}
-    _assert_same((ref.spikes, ref_states), (spikes, _fields(kind, state)), leaves, leaves, 11)
+    _assert_same((ref.spikes, ref_states), (spikes, _fields(kind, state)), leaves, leaves, seed)
     ref_cells = (ref_for_cells.spikes, {"v": ref_for_cells.membrane})
-    _assert_same(ref_cells, (cell_spikes, {"v": cell_states["v"]}), leaves, leaves, 12)
+    _assert_same(ref_cells, (cell_spikes, {"v": cell_states["v"]}), leaves, leaves, seed + 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "refrac"])
+@pytest.mark.parametrize("refractory_steps", (1, 3))
+def test_refractory_cells_and_modules_match_reference(kind, refractory_steps, dtype):
+    _check_refractory(kind, refractory_steps, dtype, 11, (33, 2, 7), 13, spread=0.3, v_leak=0.1, v_reset=-0.2)
+
+
+@HYPOTHESIS
+@given(
+    t=st.integers(2, 30),
+    neurons=st.lists(st.integers(1, 4), min_size=1, max_size=2),
+    kind=st.sampled_from([k for k in KINDS if k != "refrac"]),
+    refractory_steps=st.integers(1, 6),
+    split=st.integers(1, 29),
+    v_leak=st.floats(-0.2, 0.2),
+    v_reset=st.floats(-0.5, 0.5),
+    v_th=st.floats(0.5, 2.0),
+    spread=st.sampled_from([0.0, 0.3]),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_refractory_random_configurations_match_reference(
+    t, neurons, kind, refractory_steps, split, v_leak, v_reset, v_th, spread, dtype, seed
+):
+    _check_refractory(
+        kind, refractory_steps, dtype, seed, (t, *neurons), min(split, t - 1), kick=60.0,
+        v_leak=v_leak, v_reset=v_reset, v_th=v_th, spread=spread,
+    )
 
 
 @pytest.mark.parametrize("rho_reset", (1, 4))

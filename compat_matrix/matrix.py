@@ -109,6 +109,7 @@ NEURONS: tuple[Neuron, ...] = (
     Neuron(
         "snntorch", "Leaky", "snntorch.Leaky", "BlockLeaky",
         group_axes={"reset_mechanism": ("subtract", "zero", "none"), "reset_delay": (True, False)},
+        # learnable cells use per-neuron beta/threshold vectors
         axes={"learn": (False, True), "graded": (1.0, 0.7)},
     ),
     Neuron(
@@ -197,17 +198,18 @@ def _product(axes: dict) -> list[tuple]:
 
 
 def cells_for(framework: str, version: str, subset: bool = False) -> list[Cell]:
-    """All cells of one framework version. ``subset``: a small, still covering selection (every neuron,
-    group, path, R and mode; one dtype per cell, alternating; the first value of the other axes) for CI."""
+    """All cells of one framework version. ``subset``: a small, still covering selection for CI: every
+    neuron, path, mode and R; every group at R = 0 (against the native class), the first group at R > 0;
+    one dtype per cell, alternating; the first value of the other axes."""
     cells = []
     seed = 0
     for neuron in neurons_for(framework, version):
-        for group in _product(neuron.group_axes):
+        for group_index, group in enumerate(_product(neuron.group_axes)):
             for options_index, options in enumerate(_product(neuron.axes)):
                 for r, dtype, mode, path in itertools.product(neuron.refractory, DTYPES, MODES, PATHS):
                     seed += 1
                     if subset:
-                        if options_index != 0:
+                        if options_index != 0 or (r > 0 and group_index != 0):
                             continue
                         if DTYPES.index(dtype) != (neuron.refractory.index(r) + MODES.index(mode)) % 2:
                             continue

@@ -56,6 +56,7 @@ from torch import nn
 from .. import surrogate as sg
 from ..functional import BlockResult, block_neuron, check_refractory_steps
 from ..profiles import make_profile
+from . import psu_exports
 from .registry import NORSE
 
 NORSE_VERSION: str = NORSE.require()
@@ -754,3 +755,7 @@ def unconvert(model: nn.Module) -> nn.Module:
         return native(module.p, **kwargs)
 
     return _swap(model, make)
+
+
+# PSU / IPSU / RPSU / PPSU as Norse (output, state) modules (adapters.psu_norse), imported on first use
+__getattr__ = psu_exports(__name__, "snn_blockbackend.adapters.psu_norse")

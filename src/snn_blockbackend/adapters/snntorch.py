@@ -27,6 +27,7 @@ from torch import nn
 from .. import surrogate as sg
 from ..functional import block_neuron, check_refractory_steps
 from ..profiles import make_profile
+from . import psu_exports
 from .registry import SNNTORCH
 
 SNNTORCH.require()
@@ -551,3 +552,7 @@ def reset(net: nn.Module) -> None:
     for module in net.modules():
         if isinstance(module, snn.Leaky):
             module.reset_mem()
+
+
+# PSU / IPSU / RPSU / PPSU as snnTorch-style sequence modules (adapters.psu_snntorch), imported on first use
+__getattr__ = psu_exports(__name__, "snn_blockbackend.adapters.psu_snntorch")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from packaging.version import Version
 
+from .. import psu_exports
 from ..registry import SPIKINGJELLY
 
 SPIKINGJELLY_VERSION: str = SPIKINGJELLY.require()
@@ -38,3 +39,6 @@ __all__ = [
     "map_surrogate",
     "unconvert",
 ]
+
+# PSU / IPSU / RPSU / PPSU as SpikingJelly memory modules (adapters.psu_spikingjelly), imported on first use
+__getattr__ = psu_exports(__name__, "snn_blockbackend.adapters.psu_spikingjelly")

@@ -2,134 +2,357 @@
 
 Covers profiles whose state is one membrane ``v`` with a bitwise-linear charge ``v*decay + x`` and a
 detached reset (the paper's LIF; snnTorch ``Leaky`` with its default delayed reset). The block structure
-gives the refractory period for free: within a block of L = R+1 positions a neuron is held before its
-``entry`` position (carried from the previous block's spike) and after its first spike in the block.
+gives the refractory period for free: within a block of L = R+1 positions a neuron is live on positions
+``entry <= k <= last``: ``entry`` is carried from the previous block's spike (-1: none) and ``last`` is its
+spike position in this block (L: none).
 
-Why stepping with small in-place ops rather than block-wide tensor ops: on CPU, [B, N] slices stay in cache
-and allocate nothing, while every [L, B, N] temporary costs a trip through memory; measured, the stepping
-form is several times faster at the same exact arithmetic. Masks are float 0/1 tensors and selections are
-products (``u*live + v*held``), which are exact for finite values (only the sign of a zero may differ) and,
-on CPU, much cheaper than ``torch.where``. The backward is the reverse-time linear recurrence of BPTT
-through the same steps, so no autograd graph is recorded per step.
+Forward, one step at a time on [B, ...] slices (they stay in cache; on CPU whole-block temporaries cost
+more memory traffic than they save in op calls). Per step (R > 0, snnTorch's delayed subtract reset):
+
+    u     = v*decay + x              mul then add, never a fused multiply-add: the reference's rounding
+    u    -= owed*threshold           owed: the previous state crossed (the reference's delayed-reset rule)
+    live  = gate <= k                gate: the block's entry, pushed past the block by a spike
+    u     = lerp(v, u, live)         held neurons keep v (a 0/1 weight is exact)
+    owed  = u > threshold;  fired = owed*live;  gate += fired*(L + 1 + k)
+
+eight small ops; R = 0 needs neither gate nor hold (four ops). Masks are float 0/1 tensors and selections
+are products or ``lerp``: exact for finite values (only the sign of a zero may differ) and, on CPU, much
+cheaper than ``torch.where`` or bool tensors. Per block only the entries and spike positions are kept
+([blocks, ...]); the backward rebuilds the live masks from them instead of reading a [T, ...] mask that
+the forward would have to write into freshly allocated (page-faulting) memory.
+
+Backward (float tolerance only). With ``b_t`` the gradient reaching the state ``v_t`` (the reported
+membrane's included), ``c_t`` the 0/1 factor of an immediate reset to zero (1 - spike; 1 for delayed
+resets), ``z_t`` the re-entry-to-zero mask and ``s_t = live_t * dL/dspike_t * graded *
+surrogate'(u_t - threshold)``, BPTT through the steps above is the reverse linear recurrence
+
+    dL/du_t  = live_t * c_t * b_t + s_t                        (also dL/dx_t)
+    b_{t-1}  = P_t * b_t + Q_t + dL/dM_{t-1}
+    P_t      = (1 - live_t) + decay * live_t * c_t * (1 - z_t)
+    Q_t      = decay * (1 - z_t) * s_t
+
+(a held step passes b on unchanged; a live one sends decay times its dL/du back). Per step one ``addcmul``
+remains; live masks, P, Q, the surrogate terms and the input, threshold, decay and graded gradients are
+whole-chunk ops into reused buffers (whole blocks per chunk).
+
+Intra-op threads: when one time step is below ATen's parallel grain size, the fast path runs with one
+intra-op thread (restored afterwards), as a per-step loop over the same layer would: ATen would split each
+whole-chunk op over its threads, and on a busy machine every such parallel region can wait milliseconds
+for a descheduled thread.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 import torch
+
+_ATEN_GRAIN_SIZE = 32768  # ATen splits an elementwise op over threads from this many elements on
+_BACKWARD_CHUNK_ELEMENTS = 1 << 18  # about this many elements per backward chunk
+
+
+@contextlib.contextmanager
+def _one_thread_for_small_steps(x: torch.Tensor):
+    threads = torch.get_num_threads()
+    step_numel = x[0].numel() if x.shape[0] else 0
+    if x.device.type != "cpu" or threads == 1 or step_numel >= _ATEN_GRAIN_SIZE:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
+    """Runs the steps; returns U, M, FIRED, crossings (or None) and the per-block live windows (or None).
+
+    Step by step, with the refractory period from the block structure: ``live_k = [gate <= k]`` where the
+    per-neuron ``gate`` starts each block at the carried entry and jumps past the block at a spike. A
+    neuron is live in a block exactly on positions ``entry <= k <= last``, ``last`` its spike position (L
+    where none); the backward rebuilds the live masks from these two [blocks, ...] tensors, which is
+    cheaper than writing a [T, ...] mask into fresh memory.
+    """
+    T, shape, dtype, device = x.shape[0], x.shape[1:], x.dtype, x.device
+    U = torch.empty(x.shape, dtype=dtype, device=device)  # charged membrane (held where the neuron is held)
+    M = torch.empty_like(U) if cfg.post_zero else U
+    FIRED = torch.empty_like(U)
+    ever_held = L > 1 or bool((entry0 > 0).any())
+    reentry = cfg.reentry_subtract or cfg.reentry_zero
+    # crossings of the state: snnTorch's delayed reset is owed at the next step where the previous state is
+    # above threshold (the reference's rule; after a refractory period that is the held spike value)
+    if not ever_held and not (cfg.post_zero and reentry):
+        CROSS = FIRED  # every step is live: the crossings are the spikes
+    elif keep_crossings:
+        CROSS = torch.empty_like(U)
+    else:
+        CROSS = torch.empty((2, *shape), dtype=dtype, device=device)
+    crossed = torch.gt if cfg.strict else torch.ge
+    zero = torch.zeros((), dtype=dtype, device=device)
+    owed = crossed(v0, threshold).to(dtype) if reentry else None
+    jump = float(L + 1)  # gate += jump + k at a spike at position k: past the block, and it records k
+    positions = [torch.tensor(k, dtype=dtype, device=device) for k in range(min(L, T))]  # 0-dim: fast compares
+    live = torch.empty(shape, dtype=dtype, device=device) if ever_held else None
+    gate = entry0.to(dtype)
+    v = v0
+    xs, Us, Fs, Ms, CROSSs = x.unbind(0), U.unbind(0), FIRED.unbind(0), M.unbind(0), CROSS.unbind(0)
+    ring = CROSS.shape[0] != T
+    entries, lasts = [], []
+    for start in range(0, T, L):
+        n = min(L, T - start)
+        entry = gate
+        if ever_held:
+            gate = gate.clone()
+        for k in range(n):
+            t = start + k
+            ut = Us[t]
+            if cfg.reentry_zero:  # decay * ((1 - owed) * v) + x
+                torch.lerp(v, zero, owed, out=ut).mul_(decay)
+            else:
+                torch.mul(v, decay, out=ut)
+            ut.add_(xs[t])
+            if cfg.reentry_subtract:  # (v*decay + x) - owed*threshold; the product is exact
+                ut.addcmul_(owed, threshold, value=-1)
+            if ever_held:
+                torch.le(gate, positions[k], out=live)
+                torch.lerp(v, ut, live, out=ut)  # held neurons keep v (a 0/1 weight is exact)
+            cross = crossed(ut, threshold, out=CROSSs[t % 2] if ring else CROSSs[t])
+            if ever_held:
+                fired = torch.mul(cross, live, out=Fs[t])
+                gate.add_(fired, alpha=jump + k)
+            elif CROSS is FIRED:
+                fired = cross
+            else:
+                fired = Fs[t].copy_(cross)
+            if cfg.post_zero:
+                v = torch.lerp(ut, zero, fired, out=Ms[t])
+                if reentry:
+                    cross = crossed(v, threshold, out=cross)
+            else:
+                v = ut
+            owed = cross
+        if ever_held:
+            gate.sub_(entry)  # jump + spike position, 0 where no spike
+            spiked = torch.gt(gate, 0).to(dtype)
+            position = gate.sub_(spiked, alpha=jump)  # spike position, 0 where none
+            entries.append(entry)
+            lasts.append(torch.add(position, 1 - spiked, alpha=L))  # L where none
+            gate = position.add_(spiked).sub_(1)  # next block's entry: the spike position, -1 where none
+    if ever_held:
+        windows = (torch.stack(entries), torch.stack(lasts))
+    else:
+        windows = None
+        entries = [FIRED[T - 2] - 1 if T > 1 else entry0.to(dtype)]
+        lasts = [(1 - FIRED[T - 1]) * L]
+    return U, M, FIRED, CROSS if keep_crossings else None, windows, entries[-1], lasts[-1]
+
+
+def _live_chunks(T, L, C, windows, live_buffer):
+    """(start, stop, live mask or None) over the time steps from the end, in chunks of about C steps.
+
+    The live mask of a block is ``entry <= k <= last``: ``clamp(k, entry, last) == k``, for several blocks
+    at once as an [m, L, ...] view of ``live_buffer``.
+    """
+    if windows is None:
+        for stop in range(T, 0, -C):
+            yield max(0, stop - C), stop, None
+        return
+    entries, lasts = windows
+    view = (1, -1) + (1,) * (entries.dim() - 1)
+    pos = torch.arange(L, dtype=entries.dtype, device=entries.device).view(view)
+
+    def live_mask(first_block, blocks, k0, k1):
+        e = entries[first_block : first_block + blocks].unsqueeze(1)
+        last = lasts[first_block : first_block + blocks].unsqueeze(1)
+        p = pos[:, k0:k1]
+        live = live_buffer[: blocks * (k1 - k0)].view(blocks, k1 - k0, *entries.shape[1:])
+        torch.clamp(p, min=e, max=last, out=live)
+        return torch.eq(live, p, out=live).flatten(0, 1)
+
+    full_blocks = T // L
+    tail = T - full_blocks * L
+    if tail:
+        yield full_blocks * L, T, live_mask(full_blocks, 1, 0, tail)
+    if L <= C:
+        per_chunk = max(1, C // L)
+        for b1 in range(full_blocks, 0, -per_chunk):
+            b0 = max(0, b1 - per_chunk)
+            yield b0 * L, b1 * L, live_mask(b0, b1 - b0, 0, L)
+    else:
+        for b in range(full_blocks - 1, -1, -1):
+            for k1 in range(L, 0, -C):
+                k0 = max(0, k1 - C)
+                yield b * L + k0, b * L + k1, live_mask(b, 1, k0, k1)
 
 
 class _LIFSteps(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, v0, decay, threshold, graded, entry0, block_len, cfg, derivative):
-        T = x.shape[0]
-        shape = x.shape[1:]
-        U = torch.empty_like(x)  # charged membrane per step (pre-reset): the surrogate's argument
-        M = torch.empty_like(x) if cfg.post_zero else U  # reported (post-reset) membrane
-        LIVE = torch.empty_like(x)  # 1 where the neuron may spike at this step (not refractory)
-        F = torch.empty_like(x)  # 1 where it spiked
-        S = torch.empty_like(x) if graded is not None else F
-        special_reentry = cfg.reentry_zero or cfg.reentry_subtract
-        reentering = torch.empty(shape, dtype=x.dtype, device=x.device) if special_reentry else None
-        v = v0
-        entry = entry0.to(x.dtype)  # -1: no pending re-entry; else first live position of the block
-        blocks = []
-        for start in range(0, T, block_len):
-            n = min(block_len, T - start)
-            last_entry_pos = int(entry.max()) if entry.numel() else -1
-            # live at position k iff k + 1 - entry >= 1 and no spike yet in this block
-            live_base = 1 - entry
-            next_entry = torch.full(shape, -1.0, dtype=x.dtype, device=x.device)
-            for k in range(n):
-                t = start + k
-                ut, live = U[t], LIVE[t]
-                torch.mul(v, decay, out=ut)
-                ut.add_(x[t])
-                torch.add(live_base, k, out=live)
-                if special_reentry and k <= last_entry_pos:
-                    torch.eq(live, 1, out=reentering)
-                    if cfg.reentry_zero:  # v*0 + x
-                        ut.mul_(1 - reentering).addcmul_(x[t], reentering)
-                    if cfg.reentry_subtract:  # (v*decay + x) - threshold
-                        ut.addcmul_(reentering, threshold, value=-1)
-                live.clamp_(0, 1)
-                ut.mul_(live).addcmul_(v, 1 - live)  # held neurons keep v
-                fired = F[t]
-                (torch.gt if cfg.strict else torch.ge)(ut, threshold, out=fired)
-                fired.mul_(live)
-                live_base.sub_(fired, alpha=2 * block_len)  # not live for the rest of the block
-                next_entry.add_(fired, alpha=k + 1)
-                if graded is not None:
-                    torch.mul(fired, graded, out=S[t])
-                if cfg.post_zero:
-                    torch.addcmul(ut, ut, fired, value=-1, out=M[t])
-                v = M[t]
-            blocks.append((start, n, entry))
-            last_entry, entry = entry, next_entry
-        ctx.blocks = blocks
+    def forward(ctx, x, v0, decay, threshold, graded, entry0, block_len, cfg, derivative, surrogate):
+        # re-entry masks for the backward: the crossings of the previous step at live steps
+        keep_crossings = cfg.reentry_zero or (cfg.reentry_subtract and ctx.needs_input_grad[3])
+        with _one_thread_for_small_steps(x):
+            U, M, F, CROSS, windows, last_entry, last_spike = _forward(
+                x, v0, decay, threshold, entry0, block_len, cfg, keep_crossings
+            )
+            S = F * graded if graded is not None else F
+        last_entry = last_entry.to(torch.int64)
+        last_spike = last_spike.to(torch.int64)
         ctx.cfg = cfg
         ctx.derivative = derivative
-        ctx.has_graded = graded is not None
-        ctx.save_for_backward(x, v0, decay, threshold, graded, U, M, LIVE, F)
-        # position of the last block's spike (block_len: none), for the final refractory countdown
-        last_spike = torch.where(entry >= 0, entry, block_len).to(torch.int64)
-        last_entry = last_entry.to(torch.int64)
+        ctx.surrogate = surrogate
+        ctx.block_len = block_len
+        entries, lasts = windows if windows is not None else (None, None)
+        ctx.save_for_backward(v0, decay, threshold, graded, U, M, F, CROSS, entries, lasts)
         ctx.mark_non_differentiable(last_entry, last_spike)
-        return S, M, v.clone(), last_entry, last_spike
+        ctx.set_materialize_grads(False)  # unused outputs get None, not [T, ...] zeros
+        return S, M, M[-1].clone(), last_entry, last_spike
 
     @staticmethod
     def backward(ctx, g_spikes, g_membrane, g_final_v, _g_entry, _g_spike):
-        x, v0, decay, threshold, graded, U, M, LIVE, F = ctx.saved_tensors
-        cfg = ctx.cfg
-        need_x, need_v0, need_decay, need_threshold, need_graded = ctx.needs_input_grad[:5]
-        shape = x.shape[1:]
-
-        def zeros():
-            return torch.zeros(shape, dtype=x.dtype, device=x.device)
-
-        a = g_final_v.clone() if g_final_v is not None else zeros()  # dL/dv after the current step
-        gx = torch.empty_like(x)
-        g_decay = zeros() if need_decay else None
-        g_threshold = zeros() if need_threshold else None
-        g_graded = zeros() if need_graded else None
-        use_surrogate = g_spikes is not None and ctx.derivative is not None
-        for start, n, entry in reversed(ctx.blocks):
-            for k in reversed(range(n)):
-                t = start + k
-                live = LIVE[t]
-                if g_membrane is not None:
-                    a.add_(g_membrane[t])
-                g_u = gx[t]
-                # through the reported membrane; an immediate reset to zero cuts it at the spike step
-                torch.mul(a, 1 - F[t], out=g_u) if cfg.post_zero else g_u.copy_(a)
-                if use_surrogate:
-                    g_out = g_spikes[t] * graded if ctx.has_graded else g_spikes[t]
-                    g_margin = (g_out * ctx.derivative(U[t] - threshold)).mul_(live)
-                    g_u.add_(g_margin)
-                    if need_threshold:
-                        g_threshold.sub_(g_margin)
-                if need_graded and g_spikes is not None:
-                    g_graded.addcmul_(g_spikes[t], F[t])
-                g_u.mul_(live)
-                reentering = torch.eq(entry, k).to(x.dtype) if (cfg.reentry_zero or cfg.reentry_subtract) else None
-                if cfg.reentry_subtract and need_threshold:
-                    g_threshold.addcmul_(g_u, reentering, value=-1)
-                through = g_u * (1 - reentering) if cfg.reentry_zero else g_u
-                if need_decay:
-                    g_decay.addcmul_(through, M[t - 1] if t > 0 else v0)
-                a.mul_(1 - live).addcmul_(through, decay)
-        return (
-            gx if need_x else None,
-            a if need_v0 else None,
-            g_decay.sum_to_size(decay.shape) if need_decay else None,
-            g_threshold.sum_to_size(threshold.shape) if need_threshold else None,
-            g_graded.sum_to_size(graded.shape) if need_graded else None,
-            None,
-            None,
-            None,
-            None,
-        )
+        with _one_thread_for_small_steps(ctx.saved_tensors[4]):
+            return _backward(ctx, g_spikes, g_membrane, g_final_v, *ctx.saved_tensors)
 
 
-def run_lif_steps(cfg, x, v0, entry0, block_len, derivative):
-    """Returns (spikes, membrane, final_v, last block's entry, last block's spike position)."""
-    return _LIFSteps.apply(x, v0, cfg.decay, cfg.threshold, cfg.graded, entry0, block_len, cfg, derivative)
+def _surrogate_terms(ctx, U, threshold, g_spikes, graded, live, out, scratch):
+    """s = live * dL/dspike * graded * surrogate'(U - threshold) over a chunk, into ``out``."""
+    surrogate = ctx.surrogate
+    if surrogate is not None and surrogate.kind == "atan" and graded is None:
+        # alpha/2 / (1 + (pi/2*alpha*m)^2) in four whole-chunk ops (float tolerance is all the backward needs)
+        (alpha,) = surrogate.args
+        z = torch.add(ctx.shifted_threshold, U, alpha=math.pi / 2 * alpha, out=scratch)  # c*U - c*threshold
+        denominator = torch.addcmul(ctx.two_over_alpha, z, z, value=2 / alpha, out=z)  # (1 + z^2) * 2/alpha
+        if live is not None:
+            return torch.mul(g_spikes, live, out=out).div_(denominator)
+        return torch.div(g_spikes, denominator, out=out)
+    s = ctx.derivative(U - threshold)
+    s.mul_(g_spikes)
+    if graded is not None:
+        s.mul_(graded)
+    if live is not None:
+        s.mul_(live)
+    return out.copy_(s)
+
+
+def _backward(ctx, g_spikes, g_membrane, g_final_v, v0, decay, threshold, graded, U, M, F, CROSS, entries, lasts):
+    cfg = ctx.cfg
+    need_x, need_v0, need_decay, need_threshold, need_graded = ctx.needs_input_grad[:5]
+    T, shape, dtype, device = U.shape[0], U.shape[1:], U.dtype, U.device
+    use_surrogate = g_spikes is not None and ctx.derivative is not None
+    ctx.one = torch.ones((), dtype=dtype, device=device)
+    if ctx.surrogate is not None and ctx.surrogate.kind == "atan":
+        alpha = ctx.surrogate.args[0]
+        ctx.shifted_threshold = threshold * (-math.pi / 2 * alpha)
+        ctx.two_over_alpha = torch.tensor(2 / alpha, dtype=dtype, device=device)
+    OWED = None
+    if CROSS is not None:  # re-entry: a live step whose previous state was above threshold
+        owed0 = (torch.gt if cfg.strict else torch.ge)(v0, threshold).to(dtype)
+        OWED = torch.cat([owed0[None], CROSS[:-1]])
+
+    def zeros():
+        return torch.zeros(shape, dtype=dtype, device=device)
+
+    a = g_final_v.clone() if g_final_v is not None else zeros()  # dL/dv after the current chunk
+    gx = torch.empty_like(U)
+    g_decay = zeros() if need_decay else None
+    g_threshold = zeros() if need_threshold else None
+    g_graded = zeros() if need_graded and g_spikes is not None else None
+    L = ctx.block_len
+    C = max(1, min(T, _BACKWARD_CHUNK_ELEMENTS // max(1, U[0].numel())))
+    if L <= 4 * C:
+        C = max(C, min(L, T))  # whole blocks per chunk
+    # chunk buffers, reused (fresh [C, ...] temporaries per chunk would each pay page faults)
+    live_buffer, P_buffer, Q_buffer, s_buffer, scratch = (torch.empty((C, *shape), dtype=dtype, device=device) for _ in range(5))
+    decay_minus_one = float(decay) - 1 if decay.dim() == 0 else decay - 1
+    windows = (entries, lasts) if entries is not None else None
+    for start, stop, live in _live_chunks(T, L, C, windows, live_buffer):
+        n = stop - start
+        reentering = None
+        if OWED is not None:
+            reentering = OWED[start:stop] * live if live is not None else OWED[start:stop]
+        # through: where the charged membrane reaches the state (live, and not reset to zero at once)
+        through = live
+        if cfg.post_zero:
+            through = live - F[start:stop] if live is not None else 1 - F[start:stop]
+        rz = 1 - reentering if cfg.reentry_zero else None  # u = v*0 + x: nothing reaches v
+        decay_through = through if rz is None else (rz if through is None else through * rz)
+        # P = (1 - live) + decay * decay_through
+        if decay_through is None:
+            P = decay.expand((n, *shape))
+        elif decay_through is live:  # 1 + live*(decay - 1): exact for decay in [0.5, 2], else to float tolerance
+            if isinstance(decay_minus_one, float):
+                P = torch.add(ctx.one, live, alpha=decay_minus_one, out=P_buffer[:n])
+            else:
+                P = torch.mul(live, decay_minus_one, out=P_buffer[:n]).add_(1)
+        elif live is None:
+            P = torch.mul(decay_through, decay, out=P_buffer[:n])
+        else:
+            P = torch.lerp(1 - live, decay, decay_through)
+        s = None
+        if use_surrogate:
+            s = _surrogate_terms(
+                ctx, U[start:stop], threshold, g_spikes[start:stop], graded, live, s_buffer[:n], scratch[:n]
+            )
+        if s is not None:
+            Q = torch.mul(s, decay, out=Q_buffer[:n])
+            if rz is not None:
+                Q.mul_(rz)
+        elif g_membrane is not None:
+            Q = Q_buffer[:n].zero_()
+        else:
+            Q = None
+        if g_membrane is not None:
+            Q[1:] += g_membrane[start : stop - 1]
+        B = gx[start:stop]  # b_t, then dL/du_t
+        if g_membrane is not None:
+            torch.add(a, g_membrane[stop - 1], out=B[n - 1])
+        else:
+            B[n - 1].copy_(a)
+        for j in range(n - 1, 0, -1):
+            if Q is not None:
+                torch.addcmul(Q[j], B[j], P[j], out=B[j - 1])
+            else:
+                torch.mul(B[j], P[j], out=B[j - 1])
+        a = torch.addcmul(Q[0], B[0], P[0]) if Q is not None else B[0] * P[0]
+        # dL/du = through * b + s
+        if through is not None:
+            if s is not None:
+                torch.addcmul(s, B, through, out=B)
+            else:
+                B.mul_(through)
+        elif s is not None:
+            B.add_(s)
+        if s is not None and need_threshold:
+            g_threshold.sub_(s.sum(0))
+        if need_threshold and cfg.reentry_subtract:
+            g_threshold.sub_((B * reentering).sum(0))
+        if need_decay:
+            previous = M[start - 1 : stop - 1] if start > 0 else torch.cat([v0[None], M[: stop - 1]])
+            contribution = B * previous
+            if rz is not None:
+                contribution.mul_(rz)
+            g_decay.add_(contribution.sum(0))
+        if g_graded is not None:
+            g_graded.add_((g_spikes[start:stop] * F[start:stop]).sum(0))
+    return (
+        gx if need_x else None,
+        a if need_v0 else None,
+        g_decay.sum_to_size(decay.shape) if need_decay else None,
+        g_threshold.sum_to_size(threshold.shape) if need_threshold else None,
+        g_graded.sum_to_size(graded.shape) if g_graded is not None else None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def run_lif_steps(cfg, x, v0, entry0, block_len, derivative, surrogate=None):
+    """Returns (spikes, membrane, final_v, last block's entry, last block's spike position).
+
+    ``surrogate``: the ``surrogate.Surrogate`` that ``derivative`` belongs to, if any (known kinds get a
+    faster backward).
+    """
+    return _LIFSteps.apply(x, v0, cfg.decay, cfg.threshold, cfg.graded, entry0, block_len, cfg, derivative, surrogate)

@@ -71,7 +71,9 @@ def finish_fast(refractory_steps, T, v, last_entry, last_spike):
 def run_fast(profile, p, x, refractory_steps, state):
     L = refractory_steps + 1
     cfg, v0, entry = prepare_fast(profile, p, x, state, L)
-    spikes, membrane, v, last_entry, last_spike = run_lif_steps(cfg, x, v0, entry, L, profile.surrogate.derivative)
+    spikes, membrane, v, last_entry, last_spike = run_lif_steps(
+        cfg, x, v0, entry, L, profile.surrogate.derivative, profile.surrogate
+    )
     return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
 
 

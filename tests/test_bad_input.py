@@ -73,7 +73,7 @@ def test_device_mismatch_is_reported():
 
 def test_provider_refusal_names_the_reason():
     with pytest.raises(ValueError, match="numba.*one-variable LIF|numba kernels"):
-        block_neuron(X, "spikingjelly_lif", {}, backend="numba")
+        block_neuron(X, "norse_lsnn", {}, backend="numba")
 
 
 def test_process_wide_and_environment_backend(monkeypatch):

@@ -10,19 +10,13 @@ All math is in ``snn_blockbackend.psu``; this module only maps conventions.
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 
 from ..psu import modules as _units
 from ..psu.functional import PSUState
-from .registry import NORSE
-
-NORSE.require()
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    import norse.torch  # noqa: E402,F401  (after the version check, so a missing Norse fails clearly)
+# the Norse adapter checks the version and imports Norse (with its workaround for Norse 1.0's norse_op)
+from .norse import norse_torch  # noqa: F401
 
 __all__ = ["IPSU", "PPSU", "PSU", "PSUState", "RPSU"]
 

@@ -159,6 +159,8 @@ def test_import_without_the_framework_names_the_pip_extra(monkeypatch, module, d
     monkeypatch.setattr(importlib.metadata, "version", version)
     name = f"snn_blockbackend.adapters.{module}"
     monkeypatch.delitem(sys.modules, name, raising=False)
+    # a wrapper may import its framework through the framework's adapter module: import that afresh too
+    monkeypatch.delitem(sys.modules, f"snn_blockbackend.adapters.{distribution}", raising=False)
     with pytest.raises(ImportError, match=rf"pip install 'snn-blockbackend\[{extra}\]'"):
         importlib.import_module(name)
 

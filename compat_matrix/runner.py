@@ -299,8 +299,24 @@ def render_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def results_json_text(results: dict) -> str:
+    """results.json with one cell per line (small, and diffs between runs stay readable)."""
+    lines = ["{"]
+    lines += [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in results.items() if k != "environments"]
+    lines.append(' "environments": [')
+    environments = results.get("environments", [])
+    for i, env in enumerate(environments):
+        head = json.dumps({k: v for k, v in env.items() if k != "cells"})
+        cells = env.get("cells", [])
+        lines.append(f"  {head[:-1]}, \"cells\": [")
+        lines += [f"   {json.dumps(c, separators=(',', ':'))}{',' if j < len(cells) - 1 else ''}" for j, c in enumerate(cells)]
+        lines.append("  ]}" + ("," if i < len(environments) - 1 else ""))
+    lines += [" ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
 def write_results(results: dict, json_path: Path = RESULTS_JSON, md_path: Path = RESULTS_MD) -> None:
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    json_path.write_text(results_json_text(results))
     md_path.write_text(render_markdown(results))
 
 

@@ -221,10 +221,15 @@ def compare(expected: Run, ours: Run, seed: int, dtype: str, framework: str) -> 
         "reason": "; ".join(failures),
         "spikes": spike_count,
         "spike_mismatches": mismatches,
-        "membrane_max_abs_diff": membrane_diff,
-        "grad_max_rel_error": grad_error,
-        "grad_scale": scale,
+        "membrane_max_abs_diff": _significant(membrane_diff),
+        "grad_max_rel_error": _significant(grad_error),
+        "grad_scale": _significant(scale),
     }
+
+
+def _significant(value: float) -> float:
+    """Four significant digits: enough to report, and results.json stays small."""
+    return float(f"{value:.4g}")
 
 
 # ---------------------------------------------------------------------------------------------

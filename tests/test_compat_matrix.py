@@ -190,6 +190,17 @@ def test_render_markdown_rows_and_unsupported_reasons():
     assert summary and "unsupported" in summary[0]
 
 
+def test_results_json_round_trips(tmp_path):
+    cells = [_cell("engine", "pass", spikes=3, spike_mismatches=0, membrane_max_abs_diff=0.0, grad_max_rel_error=1e-7)]
+    results = {"command": "python -m compat_matrix", "wall_s": 1.5, "environments": [
+        {"framework": "norse", "version": "1.1.0", "status": "ran", "cells": cells * 3},
+        {"framework": "norse", "version": "1.0.0", "status": "unsupported", "reason": "x", "cells": []},
+    ]}
+    runner.write_results(results, tmp_path / "r.json", tmp_path / "r.md")
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(results))
+    assert (tmp_path / "r.md").read_text() == runner.render_markdown(results)
+
+
 def test_merge_keeps_other_versions_and_follows_the_declaration():
     old = {"environments": [
         {"framework": "norse", "version": "1.1.0", "status": "ran", "cells": [], "tag": "old"},

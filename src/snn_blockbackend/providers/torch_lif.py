@@ -44,6 +44,7 @@ for a descheduled thread.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 
 import torch
@@ -99,13 +100,29 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
     v = v0
     xs, Us, Fs, Ms, CROSSs = x.unbind(0), U.unbind(0), FIRED.unbind(0), M.unbind(0), CROSS.unbind(0)
     ring = CROSS.shape[0] != T
+    common = ever_held and not cfg.reentry_zero and not cfg.post_zero
+    subtract = cfg.reentry_subtract
+    mul, le, lerp = torch.mul, torch.le, torch.lerp
     entries, lasts = [], []
     for start in range(0, T, L):
         n = min(L, T - start)
         entry = gate
         if ever_held:
             gate = gate.clone()
-        for k in range(n):
+        if common:  # the tight loop of the common case (snnTorch Leaky, R > 0): eight small ops per step
+            cross_outs = CROSSs[start : start + n] if not ring else itertools.repeat(CROSSs[0])
+            steps = zip(positions, Us[start : start + n], xs[start : start + n], Fs[start : start + n], cross_outs)
+            for k, (position, ut, xt, ft, cross_out) in enumerate(steps):
+                mul(v, decay, out=ut)
+                ut.add_(xt)
+                if subtract:  # (v*decay + x) - owed*threshold; the product is exact
+                    ut.addcmul_(owed, threshold, value=-1)
+                le(gate, position, out=live)
+                lerp(v, ut, live, out=ut)  # held neurons keep v (a 0/1 weight is exact)
+                owed = crossed(ut, threshold, out=cross_out)  # owed is read above before this overwrites it
+                gate.add_(mul(owed, live, out=ft), alpha=jump + k)
+                v = ut
+        for k in range(0 if common else n):
             t = start + k
             ut = Us[t]
             if cfg.reentry_zero:  # decay * ((1 - owed) * v) + x
@@ -294,35 +311,55 @@ def _backward(ctx, g_spikes, g_membrane, g_final_v, v0, decay, threshold, graded
             s = _surrogate_terms(
                 ctx, U[start:stop], threshold, g_spikes[start:stop], graded, live, s_buffer[:n], scratch[:n]
             )
-        if s is not None:
-            Q = torch.mul(s, decay, out=Q_buffer[:n])
-            if rz is not None:
-                Q.mul_(rz)
-        elif g_membrane is not None:
-            Q = Q_buffer[:n].zero_()
-        else:
-            Q = None
-        if g_membrane is not None:
-            Q[1:] += g_membrane[start : stop - 1]
-        B = gx[start:stop]  # b_t, then dL/du_t
-        if g_membrane is not None:
-            torch.add(a, g_membrane[stop - 1], out=B[n - 1])
-        else:
-            B[n - 1].copy_(a)
-        for j in range(n - 1, 0, -1):
-            if Q is not None:
-                torch.addcmul(Q[j], B[j], P[j], out=B[j - 1])
+        B = gx[start:stop]  # b_t (W_t), then dL/du_t
+        if through is live and rz is None:
+            # W_t = b_t + s_t: a held step passes b on (s = 0 there), a live one sends decay*(b + s) back,
+            # so W_{t-1} = P_t*W_t + s_{t-1} + dL/dM_{t-1}, and dL/du_t = live_t*W_t
+            addend = s
+            if g_membrane is not None:
+                addend = torch.add(s, g_membrane[start:stop], out=s) if s is not None else g_membrane[start:stop]
+            if addend is not None:
+                torch.add(a, addend[n - 1], out=B[n - 1])
+                for j in range(n - 1, 0, -1):
+                    torch.addcmul(addend[j - 1], P[j], B[j], out=B[j - 1])
             else:
-                torch.mul(B[j], P[j], out=B[j - 1])
-        a = torch.addcmul(Q[0], B[0], P[0]) if Q is not None else B[0] * P[0]
-        # dL/du = through * b + s
-        if through is not None:
+                B[n - 1].copy_(a)
+                for j in range(n - 1, 0, -1):
+                    torch.mul(P[j], B[j], out=B[j - 1])
+            a = P[0] * B[0]
+            if live is not None:
+                B.mul_(live)
+            if s is not None and g_membrane is not None:  # s held s + dL/dM; the gradients below need s alone
+                s.sub_(g_membrane[start:stop])
+        else:
             if s is not None:
-                torch.addcmul(s, B, through, out=B)
+                Q = torch.mul(s, decay, out=Q_buffer[:n])
+                if rz is not None:
+                    Q.mul_(rz)
+            elif g_membrane is not None:
+                Q = Q_buffer[:n].zero_()
             else:
-                B.mul_(through)
-        elif s is not None:
-            B.add_(s)
+                Q = None
+            if g_membrane is not None:
+                Q[1:] += g_membrane[start : stop - 1]
+            if g_membrane is not None:
+                torch.add(a, g_membrane[stop - 1], out=B[n - 1])
+            else:
+                B[n - 1].copy_(a)
+            for j in range(n - 1, 0, -1):
+                if Q is not None:
+                    torch.addcmul(Q[j], B[j], P[j], out=B[j - 1])
+                else:
+                    torch.mul(B[j], P[j], out=B[j - 1])
+            a = torch.addcmul(Q[0], B[0], P[0]) if Q is not None else B[0] * P[0]
+            # dL/du = through * b + s
+            if through is not None:
+                if s is not None:
+                    torch.addcmul(s, B, through, out=B)
+                else:
+                    B.mul_(through)
+            elif s is not None:
+                B.add_(s)
         if s is not None and need_threshold:
             g_threshold.sub_(s.sum(0))
         if need_threshold and cfg.reentry_subtract:

@@ -278,3 +278,42 @@ def test_norse_1_0_broken_norse_op_workaround(tmp_path):
     assert result["workaround"].startswith("norse_op disabled (sys.modules['norse_op'] = None")
     assert "undefined symbol" in result["workaround"]
     assert [c["status"] for c in result["cells"]] == ["pass"] * 6, [c["reason"] for c in result["cells"]]
+
+
+def test_run_matrix_keeps_the_declared_order_with_jobs(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "ensure_base", lambda log: tmp_path)
+    seen = []
+
+    def fake_run_version(version, base, subset, log):
+        seen.append(version.key)
+        return {"framework": version.framework, "version": version.version, "status": "ran", "cells": []}
+
+    monkeypatch.setattr(runner, "run_version", fake_run_version)
+    records = runner.run_matrix(list(VERSIONS), jobs=2, log=lambda m: None)
+    assert [(r["framework"], r["version"]) for r in records] == [(v.framework, v.version) for v in VERSIONS]
+    assert sorted(seen) == sorted(v.key for v in VERSIONS)
+
+
+def test_environment_stamp_decides_reuse(tmp_path):
+    venv = tmp_path / "env"
+    (venv / "bin").mkdir(parents=True)
+    spec = {"framework": "norse", "version": "1.1.0"}
+    assert not runner._stamp_matches(venv, spec)  # no interpreter, no stamp
+    (venv / "bin" / "python").write_text("")
+    runner._write_stamp(venv, spec)
+    assert runner._stamp_matches(venv, spec)
+    assert not runner._stamp_matches(venv, {**spec, "version": "1.0.0"})  # a changed declaration rebuilds
+
+
+def test_framework_import_failure_is_an_unsupported_environment(monkeypatch):
+    from compat_matrix import suite
+
+    def broken(name):
+        raise suite.Unsupported("import norse.torch failed: ImportError: undefined symbol: _ZN3c10")
+
+    monkeypatch.setattr(suite, "import_framework", broken)
+    result = suite.run_suite("norse")
+    assert result["status"] == "unsupported" and result["cells"] == []
+    assert result["reason"] == "import norse.torch failed: ImportError: undefined symbol: _ZN3c10"
+    text = runner.render_markdown({"environments": [{**result, "framework": "norse", "version": "1.0.0"}]})
+    assert "**unsupported**: import norse.torch failed: ImportError: undefined symbol: _ZN3c10" in text

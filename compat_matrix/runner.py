@@ -100,7 +100,7 @@ def ensure_env(version: FrameworkVersion, base: Path, log=print) -> Path:
     spec = {
         "framework": version.framework, "version": version.version, "requirements": list(version.requirements),
         "deps": list(version.deps), "no_build_isolation": version.no_build_isolation,
-        "base": str(base), "python": platform.python_version(),
+        "base": str(base), "python": platform.python_version(), "repo": str(REPO),  # editable install of REPO
     }
     if _stamp_matches(venv, spec):
         return venv

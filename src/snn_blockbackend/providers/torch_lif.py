@@ -94,9 +94,11 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
     zero = torch.zeros((), dtype=dtype, device=device)
     owed = crossed(v0, threshold).to(dtype) if reentry else None
     jump = float(L + 1)  # gate += jump + k at a spike at position k: past the block, and it records k
-    positions = [torch.tensor(k, dtype=dtype, device=device) for k in range(min(L, T))]  # 0-dim: fast compares
+    # block positions are small integers: exact in the gate's dtype (half precision would not hold large L)
+    gate_dtype = torch.promote_types(dtype, torch.float32)
+    positions = [torch.tensor(k, dtype=gate_dtype, device=device) for k in range(min(L, T))]  # 0-dim: fast
     live = torch.empty(shape, dtype=dtype, device=device) if ever_held else None
-    gate = entry0.to(dtype)
+    gate = entry0.to(gate_dtype)
     v = v0
     xs, Us, Fs, Ms, CROSSs = x.unbind(0), U.unbind(0), FIRED.unbind(0), M.unbind(0), CROSS.unbind(0)
     ring = CROSS.shape[0] != T
@@ -152,7 +154,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
             owed = cross
         if ever_held:
             gate.sub_(entry)  # jump + spike position, 0 where no spike
-            spiked = torch.gt(gate, 0).to(dtype)
+            spiked = torch.gt(gate, 0).to(gate_dtype)
             position = gate.sub_(spiked, alpha=jump)  # spike position, 0 where none
             entries.append(entry)
             lasts.append(torch.add(position, 1 - spiked, alpha=L))  # L where none
@@ -161,7 +163,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
         windows = (torch.stack(entries), torch.stack(lasts))
     else:
         windows = None
-        entries = [FIRED[T - 2] - 1 if T > 1 else entry0.to(dtype)]
+        entries = [FIRED[T - 2] - 1 if T > 1 else entry0]
         lasts = [(1 - FIRED[T - 1]) * L]
     return U, M, FIRED, CROSS if keep_crossings else None, windows, entries[-1], lasts[-1]
 

@@ -57,6 +57,12 @@ def test_finite_check_can_be_skipped():
         ({"state": {"v": torch.zeros(2, 3, dtype=torch.float64)}}, TypeError, "dtype"),
         ({"state": {"v": torch.zeros(5)}}, ValueError, "shape"),
         ({"state": {}}, ValueError, "missing"),
+        ({"refractory_steps": 2, "state": {"v": torch.zeros(2, 3), "refractory": torch.full((2, 3), 3)}},
+         ValueError, r"must lie in \[0, refractory_steps=2\]"),
+        ({"refractory_steps": 2, "state": {"v": torch.zeros(2, 3), "refractory": torch.full((2, 3), -1)}},
+         ValueError, r"must lie in \[0, refractory_steps=2\]"),
+        ({"refractory_steps": 2, "state": {"v": torch.zeros(2, 3), "refractory": torch.ones(2, 3)}},
+         TypeError, "integer tensor"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

@@ -168,7 +168,7 @@ def check_params(profile: NeuronProfile, params: dict, x: torch.Tensor) -> dict:
     return out
 
 
-def check_state(profile: NeuronProfile, state: dict | None, x: torch.Tensor):
+def check_state(profile: NeuronProfile, state: dict | None, x: torch.Tensor, refractory_steps: int = 0):
     if state is None:
         return None
     missing = set(profile.state_names) - set(state)
@@ -183,6 +183,15 @@ def check_state(profile: NeuronProfile, state: dict | None, x: torch.Tensor):
             raise TypeError(f"state {name!r} has dtype {value.dtype} but the input has {x.dtype}")
         if value.shape != x.shape[1:]:
             raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
+    countdown = state.get("refractory")
+    if countdown is not None:
+        if countdown.is_floating_point() or countdown.dtype == torch.bool:
+            raise TypeError(f"state 'refractory' (steps still owed) must be an integer tensor, got {countdown.dtype}")
+        if countdown.numel() and not bool(((countdown >= 0) & (countdown <= refractory_steps)).all()):
+            raise ValueError(
+                f"state 'refractory' must lie in [0, refractory_steps={refractory_steps}], got values in "
+                f"[{int(countdown.min())}, {int(countdown.max())}]"
+            )
     return state
 
 
@@ -216,7 +225,7 @@ def block_neuron(
     refractory_steps = check_refractory_steps(refractory_steps)
     check_input(x, check_finite)
     p = check_params(profile, params, x)
-    state = check_state(profile, state, x)
+    state = check_state(profile, state, x, refractory_steps)
     provider = select_provider(backend, profile, x.device, grad)
     spikes, membrane, final = provider.run(profile, p, x, refractory_steps, state=state, grad=grad)
     return BlockResult(spikes, membrane, final)

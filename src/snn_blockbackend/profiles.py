@@ -41,6 +41,26 @@ class FastLIF(NamedTuple):
     strict: bool  # spike iff v > threshold (else >=)
 
 
+class NeuronKernelSpec(NamedTuple):
+    """A one-variable neuron for the compiled kernels (``providers.numba_neurons``): per step
+    ``h = charge(v, x)``, spike iff ``h - threshold`` > 0 (``strict``) or >= 0, then a hard reset to
+    ``reset_value`` (``S*Vr + (1-S)*h``) or a soft one (``h - S*threshold``), the spike detached from the
+    reset's gradient with ``detach_reset``. ``charge`` names the operation order (c = ``coefficient``,
+    o = ``charge_offset``, l = ``v_leak``): "tau_decay_input" ``v + (x - (v - o))/c``, "tau"
+    ``(v - (v - o)/c) + x``, "decay_decay_input" ``v + (x - (v - o))*c``, "decay" ``(v - (v - o)*c) + x``,
+    "linear" ``v*c + x``, "leaky_rate" ``v + c*((x + l) - v)``. Tensors carry their autograd history."""
+
+    charge: str
+    coefficient: torch.Tensor
+    charge_offset: float  # a constant of the profile, rounded to the input dtype like a Python scalar operand
+    v_leak: torch.Tensor | None
+    threshold: torch.Tensor
+    soft_reset: bool
+    reset_value: torch.Tensor | None  # hard reset target (None for the soft reset)
+    detach_reset: bool
+    strict: bool
+
+
 class NeuronProfile:
     name: str = "abstract"
     state_names: tuple[str, ...] = ("v",)
@@ -334,6 +354,30 @@ class SpikingJellyLIF(NeuronProfile):
             return {"v": h - s * p["v_threshold"]}
         return {"v": s * self.v_reset + (1.0 - s) * h}
 
+    def kernel_spec(self, p: Params) -> NeuronKernelSpec:
+        """This neuron for the compiled kernels: the same operations as ``charge`` and ``reset``."""
+        vr = 0.0 if self.v_reset is None else self.v_reset
+        legacy_reset0 = self.version == "0.0.0.0.14" and vr == 0.0
+        threshold = p["v_threshold"]
+        if self.parametric:
+            d = p["decay"]
+            if self.decay_input:  # legacy form v + (x - v)*d is the same operations with Vr = 0
+                charge, coefficient = "decay_decay_input", d
+            elif legacy_reset0:
+                charge, coefficient = "linear", 1.0 - d
+            else:
+                charge, coefficient = "decay", d
+        elif self.decay_input:
+            charge, coefficient = "tau_decay_input", p["tau"]
+        elif legacy_reset0:
+            charge, coefficient = "linear", (1.0 - 1.0 / p["tau"].to(torch.float64)).to(threshold.dtype)
+        else:
+            charge, coefficient = "tau", p["tau"]
+        reset_value = None if self.v_reset is None else torch.full((), self.v_reset, dtype=threshold.dtype)
+        return NeuronKernelSpec(
+            charge, coefficient, vr, None, threshold, self.v_reset is None, reset_value, self.detach_reset, False
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Norse (1.0.x / 1.1.x)
@@ -398,6 +442,14 @@ class NorseLIFBox(_NorseProfile):
         if self.reset_method == "subtract":
             return {"v": (1 - spike) * v + spike * (v - p["v_th"])}
         return {"v": (1 - spike) * v + spike * p["v_reset"]}
+
+    def kernel_spec(self, p: Params) -> NeuronKernelSpec:
+        """This neuron for the compiled kernels (rate ``dt*tau_mem_inv`` evaluated first, as in ``charge``)."""
+        rate = p["dt"] * p["tau_mem_inv"]
+        soft = self.reset_method == "subtract"
+        return NeuronKernelSpec(
+            "leaky_rate", rate, 0.0, p["v_leak"], p["v_th"], soft, None if soft else p["v_reset"], False, True
+        )
 
 
 class NorseLIF(_NorseProfile):

@@ -1,7 +1,9 @@
-"""The numba provider: compiled CPU kernels for the LIF fast path (see ``numba_lif``).
+"""The numba provider: compiled CPU kernels for the LIF fast path (see ``numba_lif``) and for the
+one-variable neurons that describe themselves with ``kernel_spec`` (SpikingJelly LIF, Norse LIFBox; see
+``numba_neurons``).
 
-Registered only when numba imports. It supports CPU tensors, profiles with ``fast_lif_capable`` and the
-built-in surrogates; ``backend="auto"`` prefers it there and falls back to the torch provider otherwise.
+Registered only when numba imports. It supports CPU tensors, those profiles and the built-in surrogates;
+``backend="auto"`` prefers it there and falls back to the torch provider otherwise.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from ..plugins import hookimpl
 from .torch_provider import finish_fast, prepare_fast
 
 try:
-    from . import numba_lif
+    from . import numba_lif, numba_neurons
 except ImportError as error:  # numba missing: the provider is simply not offered
-    numba_lif = None
+    numba_lif = numba_neurons = None
     _IMPORT_ERROR = error
 
 
@@ -99,6 +101,96 @@ class _NumbaLIF(torch.autograd.Function):
         )
 
 
+class _NumbaNeuron(torch.autograd.Function):
+    """One-variable neurons of ``numba_neurons``; ``spec`` is the profile's ``NeuronKernelSpec`` less its
+    tensors, which come in as the differentiable arguments."""
+
+    @staticmethod
+    def forward(ctx, x, v0, coefficient, v_leak, threshold, reset_value, countdown0, refractory_steps, spec, sg_name, sg_kind, sg_args):
+        shape = x.shape[1:]
+        T, N = x.shape[0], v0.numel()
+        xs = x.detach().contiguous().reshape(T, N).numpy()
+        dtype = xs.dtype
+        S, M = np.empty((T, N), dtype=dtype), np.empty((T, N), dtype=dtype)
+        flags = np.empty((T, N), dtype=np.uint8)
+        v_out, countdown_out = np.empty(N, dtype=dtype), np.empty(N, dtype=np.int64)
+        mode = numba_neurons.CHARGE_KINDS[spec.charge]
+        offset = np.array([spec.charge_offset], dtype=dtype)
+        arrays = _NumbaNeuron._arrays(shape, N, dtype, coefficient, v_leak, threshold, reset_value)
+        numba_neurons.neuron_forward(
+            xs, _flat(v0, shape), countdown0.expand(shape).contiguous().reshape(-1).numpy(), mode,
+            arrays[0], offset, arrays[1], arrays[2], spec.strict, spec.soft_reset, arrays[3],
+            refractory_steps, numba_neurons.chunk_width(N, numba_neurons.FORWARD_WIDEST), S, M, flags, v_out, countdown_out,
+        )  # fmt: skip
+        ctx.spec, ctx.sg, ctx.mode, ctx.sg_name = spec, (sg_kind, sg_args), mode, sg_name
+        M_t = torch.from_numpy(M).view(x.shape)
+        ctx.save_for_backward(x, v0, coefficient, v_leak, threshold, reset_value, M_t, torch.from_numpy(flags))
+        countdown = torch.from_numpy(countdown_out).view(shape)
+        ctx.mark_non_differentiable(countdown)
+        return torch.from_numpy(S).view(x.shape), M_t, torch.from_numpy(v_out).view(shape), countdown
+
+    @staticmethod
+    def _arrays(shape, N, dtype, coefficient, v_leak, threshold, reset_value):
+        zeros = np.zeros(N, dtype=dtype)
+        return (
+            _flat(coefficient, shape),
+            _flat(v_leak, shape) if v_leak is not None else zeros,
+            _flat(threshold, shape),
+            _flat(reset_value, shape) if reset_value is not None else zeros,
+        )
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_membrane, g_final_v, _g_countdown):
+        x, v0, coefficient, v_leak, threshold, reset_value, M, flags = ctx.saved_tensors
+        spec = ctx.spec
+        shape, T, N = v0.shape, x.shape[0], v0.numel()
+        dtype = M.numpy().dtype
+
+        def rows(t):
+            # no .contiguous(): the gradient of a .sum() arrives expanded (stride 0); numba reads it as is.
+            # An unused output reads as zeros through a stride-0 view (the kernel loads unconditionally).
+            if t is None:
+                return np.broadcast_to(np.zeros((1, 1), dtype), (T, N))
+            return t.detach().reshape(T, N).numpy()
+
+        arrays = _NumbaNeuron._arrays(shape, N, dtype, coefficient, v_leak, threshold, reset_value)
+        gx = np.empty((T, N), dtype=dtype)
+        g_v0 = np.empty(N, dtype=np.float64)
+        g_coef, g_leak, g_thr, g_reset = (np.empty(N, dtype=np.float64) for _ in range(4))
+        numba_neurons.neuron_backward(
+            rows(g_spikes), rows(g_membrane),
+            _flat(g_final_v, shape) if g_final_v is not None else np.zeros(N, dtype),
+            x.detach().contiguous().reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
+            flags.numpy(), ctx.mode, arrays[0], np.array([spec.charge_offset], dtype=dtype), arrays[1],
+            arrays[2], spec.soft_reset, arrays[3], spec.detach_reset, ctx.sg[0], ctx.sg[1],
+            numba_neurons.surrogate_constants(ctx.sg_name, ctx.sg[1], dtype), numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), gx, g_v0, g_coef, g_leak, g_thr, g_reset,
+        )  # fmt: skip
+
+        def param_grad(values, param):
+            if param is None or not param.requires_grad:
+                return None
+            return torch.from_numpy(values).to(param.dtype).view(shape).sum_to_size(param.shape)
+
+        need = ctx.needs_input_grad
+        return (
+            torch.from_numpy(gx).view(x.shape) if need[0] else None,
+            torch.from_numpy(g_v0).to(v0.dtype).view(shape) if need[1] else None,
+            param_grad(g_coef, coefficient) if need[2] else None,
+            param_grad(g_leak, v_leak) if need[3] else None,
+            param_grad(g_thr, threshold) if need[4] else None,
+            param_grad(g_reset, reset_value) if need[5] else None,
+            *(None,) * 6,  # countdown0, refractory_steps, spec, sg_name, sg_kind, sg_args
+        )
+
+
+def _has_kernel_spec(profile) -> bool:
+    return callable(getattr(profile, "kernel_spec", None))
+
+
+def _surrogate_args(surrogate) -> tuple:
+    return tuple(float(a) for a in surrogate.args) + (0.0,) * (4 - len(surrogate.args))
+
+
 class NumbaLIFProvider:
     name = "numba"
     priority = 20
@@ -108,8 +200,11 @@ class NumbaLIFProvider:
             return "numba kernels run on CPU tensors only"
         if grad != "exact":
             return "the numba kernels compute exact BPTT gradients only"
-        if not profile.fast_lif_capable:
-            return f"no compiled kernel for {profile.describe()} (only one-variable LIF profiles with a detached reset)"
+        if not profile.fast_lif_capable and not _has_kernel_spec(profile):
+            return (
+                f"no compiled kernel for {profile.describe()} (only one-variable LIF profiles: "
+                "the paper's LIF, snnTorch Leaky with a delayed reset, SpikingJelly LIF, Norse LIFBox)"
+            )
         surrogate = profile.surrogate
         if not isinstance(surrogate, sg.Surrogate) or surrogate.kind not in numba_lif.SURROGATE_KINDS:
             return "a custom surrogate callable can only run in the torch provider"
@@ -117,15 +212,33 @@ class NumbaLIFProvider:
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
+        if not profile.fast_lif_capable:
+            return self._run_neuron(profile, p, x, refractory_steps, state)
         L = refractory_steps + 1
         cfg, v0, entry = prepare_fast(profile, p, x, state, L)
         surrogate = profile.surrogate
-        sg_args = tuple(float(a) for a in surrogate.args) + (0.0,) * (4 - len(surrogate.args))
+        sg_args = _surrogate_args(surrogate)
         spikes, membrane, v, last_entry, last_spike = _NumbaLIF.apply(
             x, v0, cfg.decay, cfg.threshold, cfg.graded, entry, L, cfg,
             numba_lif.SURROGATE_KINDS[surrogate.kind], sg_args,
         )  # fmt: skip
         return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
+
+    @staticmethod
+    def _run_neuron(profile, p, x, refractory_steps, state):
+        s = dict(state) if state is not None else profile.initial_state(p, x[0])
+        countdown = s.pop("refractory", None)
+        if countdown is None:
+            countdown = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+        spec = profile.kernel_spec(p)
+        tensors = spec.coefficient, spec.v_leak, spec.threshold, spec.reset_value
+        constants = spec._replace(coefficient=None, v_leak=None, threshold=None, reset_value=None)
+        surrogate = profile.surrogate
+        spikes, membrane, v, countdown = _NumbaNeuron.apply(
+            x, s["v"].expand(x.shape[1:]), *tensors, countdown.to(torch.long), refractory_steps, constants,
+            surrogate.kind, numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
+        )  # fmt: skip
+        return spikes, membrane, {"v": v, "refractory": countdown}
 
 
 @hookimpl

@@ -26,6 +26,13 @@ def _flat(t: torch.Tensor, shape) -> np.ndarray:
     return t.detach().expand(shape).contiguous().reshape(-1).numpy()
 
 
+def _param_grad(values: np.ndarray, param: torch.Tensor | None, shape) -> torch.Tensor | None:
+    """A kernel's per-neuron gradient (float64) as the gradient of ``param``, which broadcasts to ``shape``."""
+    if param is None or not param.requires_grad:
+        return None
+    return torch.from_numpy(values).to(param.dtype).view(shape).sum_to_size(param.shape)
+
+
 class _NumbaLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v0, decay, threshold, graded, entry0, block_len, cfg, sg_kind, sg_args):
@@ -81,18 +88,13 @@ class _NumbaLIF(torch.autograd.Function):
             gx, g_v0, g_decay, g_thr, g_graded,
         )  # fmt: skip
 
-        def param_grad(values, param):
-            if param is None or not param.requires_grad:
-                return None
-            return torch.from_numpy(values).to(param.dtype).view(shape).sum_to_size(param.shape)
-
         need = ctx.needs_input_grad
         return (
             torch.from_numpy(gx).view(U.shape) if need[0] else None,
             torch.from_numpy(g_v0).to(v0.dtype).view(shape) if need[1] else None,
-            param_grad(g_decay, decay) if need[2] else None,
-            param_grad(g_thr, threshold) if need[3] else None,
-            param_grad(g_graded, graded) if need[4] else None,
+            _param_grad(g_decay, decay, shape) if need[2] else None,
+            _param_grad(g_thr, threshold, shape) if need[3] else None,
+            _param_grad(g_graded, graded, shape) if need[4] else None,
             None,
             None,
             None,
@@ -166,19 +168,14 @@ class _NumbaNeuron(torch.autograd.Function):
             numba_neurons.surrogate_constants(ctx.sg_name, ctx.sg[1], dtype), numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), gx, g_v0, g_coef, g_leak, g_thr, g_reset,
         )  # fmt: skip
 
-        def param_grad(values, param):
-            if param is None or not param.requires_grad:
-                return None
-            return torch.from_numpy(values).to(param.dtype).view(shape).sum_to_size(param.shape)
-
         need = ctx.needs_input_grad
         return (
             torch.from_numpy(gx).view(x.shape) if need[0] else None,
             torch.from_numpy(g_v0).to(v0.dtype).view(shape) if need[1] else None,
-            param_grad(g_coef, coefficient) if need[2] else None,
-            param_grad(g_leak, v_leak) if need[3] else None,
-            param_grad(g_thr, threshold) if need[4] else None,
-            param_grad(g_reset, reset_value) if need[5] else None,
+            _param_grad(g_coef, coefficient, shape) if need[2] else None,
+            _param_grad(g_leak, v_leak, shape) if need[3] else None,
+            _param_grad(g_thr, threshold, shape) if need[4] else None,
+            _param_grad(g_reset, reset_value, shape) if need[5] else None,
             *(None,) * 6,  # countdown0, refractory_steps, spec, sg_name, sg_kind, sg_args
         )
 

@@ -8,6 +8,7 @@ Nothing here computes neuron dynamics: the profiles (``spikingjelly_lif``, ``pap
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from typing import Callable
 
@@ -19,6 +20,27 @@ from ...functional import BlockResult, block_neuron, check_refractory_steps
 from ...profiles import make_profile
 
 PROVIDER_DEFAULT = "auto"
+
+
+def stock_default(cls, name: str = "surrogate_function"):
+    """The default of a stock class's constructor argument. Each stock class has its own default Sigmoid()
+    instance, shared by all its nodes: ours use the same object."""
+    return inspect.signature(cls).parameters[name].default
+
+
+class BlockMemories:
+    """What every Block node adds to its stock class, in both SpikingJelly versions: the refractory period,
+    the engine provider and the extra memories (adaptation ``a``, the refractory countdown)."""
+
+    parametric = False
+    adaptive = False
+
+    def _init_block(self, refractory_steps) -> None:
+        self.refractory_steps = check_refractory_steps(refractory_steps)
+        self.block_provider = PROVIDER_DEFAULT  # the engine provider: "auto", "torch", "numba", "reference"
+        if self.adaptive:
+            self.register_memory("a", 0.0)
+        self.register_memory("refractory", 0)  # steps still refractory (a countdown; 0: live)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ switches every Block* node of a network (stock nodes log SpikingJelly's usual wa
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import torch
@@ -21,7 +20,6 @@ with warnings.catch_warnings():  # 0.0.0.0.14 decorates many helpers with the de
     warnings.simplefilter("ignore", DeprecationWarning)
     from spikingjelly.activation_based import base, neuron, surrogate
 
-from ...functional import check_refractory_steps
 from . import _common
 
 VERSION = "0.0.0.0.14"
@@ -30,28 +28,14 @@ SURROGATE_BASES = (surrogate.SurrogateFunctionBase, surrogate.MultiArgsSurrogate
 NAMED_SURROGATES = {"Sigmoid": surrogate.Sigmoid, "ATan": surrogate.ATan}
 
 
-def _stock_default(cls, name="surrogate_function"):
-    # each stock class has its own default Sigmoid() instance, shared by all its nodes: ours use the same object
-    return inspect.signature(cls).parameters[name].default
-
 
 def map_surrogate(surrogate_function):
     """The engine surrogate for a SpikingJelly ``surrogate_function`` (see ``_common.engine_surrogate``)."""
     return _common.engine_surrogate(surrogate_function, SURROGATE_BASES, NAMED_SURROGATES)
 
 
-class _BlockNodeMixin:
+class _BlockNodeMixin(_common.BlockMemories):
     """Backend plumbing, memories and the engine call shared by the three 0.0.0.0.14 Block nodes."""
-
-    parametric = False
-    adaptive = False
-
-    def _init_block(self, refractory_steps) -> None:
-        self.refractory_steps = check_refractory_steps(refractory_steps)
-        self.block_provider = _common.PROVIDER_DEFAULT  # the engine provider: "auto", "torch", "numba", "reference"
-        if self.adaptive:
-            self.register_memory("a", 0.0)
-        self.register_memory("refractory", 0)  # steps still refractory (a countdown; 0: live)
 
     # -- backend selection ---------------------------------------------------------------------
     @property
@@ -142,7 +126,7 @@ class BlockLIFNode(_BlockNodeMixin, neuron.LIFNode):
         decay_input: bool = True,
         v_threshold: float = 1.0,
         v_reset: float | None = 0.0,
-        surrogate_function=_stock_default(neuron.LIFNode),
+        surrogate_function=_common.stock_default(neuron.LIFNode),
         detach_reset: bool = False,
         step_mode="s",
         backend="torch",
@@ -168,7 +152,7 @@ class BlockParametricLIFNode(_BlockNodeMixin, neuron.ParametricLIFNode):
         decay_input: bool = True,
         v_threshold: float = 1.0,
         v_reset: float | None = 0.0,
-        surrogate_function=_stock_default(neuron.ParametricLIFNode),
+        surrogate_function=_common.stock_default(neuron.ParametricLIFNode),
         detach_reset: bool = False,
         step_mode="s",
         backend="torch",
@@ -208,7 +192,7 @@ class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
         tau_adapt: float = 10.0,
         adaptation_strength: float = 1.0,
         v_threshold: float = 1.0,
-        surrogate_function=_stock_default(neuron.BaseNode),
+        surrogate_function=_common.stock_default(neuron.BaseNode),
         step_mode="s",
         backend="torch",
         store_v_seq: bool = False,

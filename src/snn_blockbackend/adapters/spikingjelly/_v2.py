@@ -9,12 +9,10 @@ through an override of them), plus ``multi_step_forward`` itself, because with `
 
 from __future__ import annotations
 
-import inspect
 
 import torch
 from spikingjelly.activation_based import neuron, surrogate
 
-from ...functional import check_refractory_steps
 from . import _common
 
 VERSION = "2"
@@ -22,28 +20,14 @@ SURROGATE_BASES = (surrogate.SurrogateFunctionBase,)
 NAMED_SURROGATES = {"Sigmoid": surrogate.Sigmoid, "ATan": surrogate.ATan, "SuperSpike": surrogate.SuperSpike}
 
 
-def _stock_default(cls, name="surrogate_function"):
-    # each stock class has its own default Sigmoid() instance, shared by all its nodes: ours use the same object
-    return inspect.signature(cls).parameters[name].default
-
 
 def map_surrogate(surrogate_function):
     """The engine surrogate for a SpikingJelly ``surrogate_function`` (see ``_common.engine_surrogate``)."""
     return _common.engine_surrogate(surrogate_function, SURROGATE_BASES, NAMED_SURROGATES)
 
 
-class _BlockNodeMixin:
+class _BlockNodeMixin(_common.BlockMemories):
     """Memories, state materialisation and the engine call shared by the three 2.x Block nodes."""
-
-    parametric = False
-    adaptive = False
-
-    def _init_block(self, refractory_steps) -> None:
-        self.refractory_steps = check_refractory_steps(refractory_steps)
-        self.block_provider = _common.PROVIDER_DEFAULT  # the engine provider: "auto", "torch", "numba", "reference"
-        if self.adaptive:
-            self.register_memory("a", 0.0)
-        self.register_memory("refractory", 0)  # steps still refractory (a countdown; 0: live)
 
     def materialize_states(self, inputs, states, step_mode):
         states = list(super().materialize_states(inputs, states, step_mode))  # v, as the stock node does
@@ -118,7 +102,7 @@ class BlockLIFNode(_BlockNodeMixin, neuron.LIFNode):
         decay_input: bool = True,
         v_threshold: float = 1.0,
         v_reset: float | None = 0.0,
-        surrogate_function=_stock_default(neuron.LIFNode),
+        surrogate_function=_common.stock_default(neuron.LIFNode),
         detach_reset: bool = False,
         step_mode="s",
         store_v_seq: bool = False,
@@ -143,7 +127,7 @@ class BlockParametricLIFNode(_BlockNodeMixin, neuron.ParametricLIFNode):
         decay_input: bool = True,
         v_threshold: float = 1.0,
         v_reset: float | None = 0.0,
-        surrogate_function=_stock_default(neuron.ParametricLIFNode),
+        surrogate_function=_common.stock_default(neuron.ParametricLIFNode),
         detach_reset: bool = False,
         step_mode="s",
         store_v_seq: bool = False,
@@ -181,7 +165,7 @@ class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
         tau_adapt: float = 10.0,
         adaptation_strength: float = 1.0,
         v_threshold: float = 1.0,
-        surrogate_function=_stock_default(neuron.BaseNode),
+        surrogate_function=_common.stock_default(neuron.BaseNode),
         step_mode="s",
         store_v_seq: bool = False,
         refractory_steps: int = 0,

@@ -91,10 +91,11 @@ def time_forward_backward(run: Runner, x: torch.Tensor, reps: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # native neurons (each builder imports its framework; ImportError: not installed)
 # ---------------------------------------------------------------------------------------------
-def snntorch_leaky(reset_mechanism: str = "subtract") -> Runner:
+def snntorch_leaky(reset_mechanism: str = "subtract", beta: float = 0.9, threshold: float = 1.0) -> Runner:
+    """snnTorch ``Leaky`` in the per-step loop of snnTorch's tutorials."""
     import snntorch as snn
 
-    lif = snn.Leaky(beta=0.9, reset_mechanism=reset_mechanism)
+    lif = snn.Leaky(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism)
 
     def run(x):
         mem = lif.reset_mem()
@@ -107,13 +108,14 @@ def snntorch_leaky(reset_mechanism: str = "subtract") -> Runner:
     return run
 
 
-def spikingjelly_lif() -> Runner:
+def spikingjelly_lif(**node_options) -> Runner:
+    """SpikingJelly 2.x ``LIFNode(step_mode='m', **node_options)`` (the multi-step torch backend)."""
     logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # SpikingJelly's import probes Triton
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from spikingjelly.activation_based import neuron
 
-    node = neuron.LIFNode(tau=2.0, step_mode="m", detach_reset=True)
+    node = neuron.LIFNode(step_mode="m", **node_options)
 
     def run(x):
         node.reset()
@@ -122,12 +124,22 @@ def spikingjelly_lif() -> Runner:
     return run
 
 
-def norse_lif_box() -> Runner:
+def norse_lif_box(tau_mem_inv: float | None = None, v_th: float | None = None, subtract_reset: bool = False) -> Runner:
+    """Norse ``LIFBoxCell`` (defaults: Norse's ``LIFBoxParameters()``) in a per-step loop over ``x.unbind(0)``
+    (Norse's time-first ``LIF`` module indexes ``x[t]``, whose backward is quadratic in T on CPU)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import norse.torch as norse_torch
+        from norse.torch.functional.reset import reset_subtract
 
-    cell = norse_torch.LIFBoxCell()
+    options = {}
+    if tau_mem_inv is not None:
+        options["tau_mem_inv"] = torch.tensor(tau_mem_inv)
+    if v_th is not None:
+        options["v_th"] = torch.tensor(v_th)
+    if subtract_reset:
+        options["reset_method"] = reset_subtract
+    cell = norse_torch.LIFBoxCell(norse_torch.LIFBoxParameters(**options))
 
     def run(x):
         state, spikes = None, []
@@ -170,7 +182,7 @@ CASES = (
     HEADLINE,
     Case(
         "spikingjelly_lif", "spikingjelly", "LIFNode(tau=2, step_mode='m', detach_reset=True)",
-        spikingjelly_lif, lambda: make_profile("spikingjelly_lif", detach_reset=True),
+        lambda: spikingjelly_lif(tau=2.0, detach_reset=True), lambda: make_profile("spikingjelly_lif", detach_reset=True),
         {"tau": 2.0, "v_threshold": 1.0},
     ),
     Case(

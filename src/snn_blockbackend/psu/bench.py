@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import platform
-import warnings
 from typing import Callable
 
 import torch
 
 from ..machine import cpu_model
+from .. import bench as native
 from ..bench import ratio, time_forward, time_forward_backward
 
 SHAPES = ((4, 64, 4096), (32, 32, 2048), (256, 16, 512))  # T, B, N
@@ -61,55 +60,15 @@ def _unit(name: str, T: int) -> Runner:
 
 
 def _snntorch() -> Runner:
-    import snntorch as snn
-
-    lif = snn.Leaky(beta=1 - 1 / TAU, threshold=THRESHOLD)
-
-    def run(x):
-        mem = lif.reset_mem()
-        spikes = []
-        for xt in x.unbind(0):
-            spk, mem = lif(xt, mem)
-            spikes.append(spk)
-        return torch.stack(spikes)
-
-    return run
+    return native.snntorch_leaky(beta=1 - 1 / TAU, threshold=THRESHOLD)
 
 
 def _spikingjelly() -> Runner:
-    logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from spikingjelly.activation_based import neuron
-
-    node = neuron.LIFNode(tau=TAU, v_threshold=THRESHOLD, v_reset=None, step_mode="m")
-
-    def run(x):
-        node.reset()
-        return node(x)
-
-    return run
+    return native.spikingjelly_lif(tau=TAU, v_threshold=THRESHOLD, v_reset=None)
 
 
 def _norse() -> Runner:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import norse.torch as norse_torch
-        from norse.torch.functional.reset import reset_subtract
-
-    params = norse_torch.LIFBoxParameters(
-        tau_mem_inv=torch.tensor(1e3 / TAU), v_th=torch.tensor(THRESHOLD), reset_method=reset_subtract
-    )
-    cell = norse_torch.LIFBoxCell(params)
-
-    def run(x):
-        state, spikes = None, []
-        for xt in x.unbind(0):
-            z, state = cell(xt, state)
-            spikes.append(z)
-        return torch.stack(spikes)
-
-    return run
+    return native.norse_lif_box(tau_mem_inv=1e3 / TAU, v_th=THRESHOLD, subtract_reset=True)
 
 
 _NATIVE_BUILDERS = {"snntorch": _snntorch, "spikingjelly": _spikingjelly, "norse": _norse}

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snn_blockbackend import block_neuron, make_profile, plugins
+from snn_blockbackend.functional import check_params
 
 # (profile name, options, parameter ranges (low, high) or fixed values, input scale, input offset)
 CONFIGS = [
@@ -56,6 +57,28 @@ def problems(draw, config):
     return make_profile(name, **options), params, R, x
 
 
+@st.composite
+def initial_states(draw, profile, params, R, x):
+    """None (the profile's own initial state), or a random one: every state variable random (adaptation
+    non-negative) and a refractory countdown in [0, R], independent of the membrane (a neuron may start
+    mid-refractory below threshold, or live above it)."""
+    if not draw(st.booleans()):
+        return None
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    default = profile.initial_state(profile.prepare(check_params(profile, params, x)), x[0])
+    state = {}
+    for name, value in default.items():
+        shape, dtype = x.shape[1:], x.dtype
+        if name == "refractory":
+            state[name] = torch.randint(0, R + 1, shape, generator=gen)
+        else:
+            random = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+            state[name] = random.abs() if name == "a" else random
+    if "refractory" not in state:
+        state["refractory"] = torch.randint(0, R + 1, x.shape[1:], generator=gen)
+    return state
+
+
 def _run(profile, params, R, x, backend, state=None):
     x = x.clone().requires_grad_()
     params = {k: v.clone().requires_grad_() for k, v in params.items()}
@@ -84,8 +107,9 @@ def _assert_grads_close(ref, got, dtype):
 
 def _check(config, backend, data):
     profile, params, R, x = data.draw(problems(config))
-    ref, ref_grads = _run(profile, params, R, x, "reference")
-    got, got_grads = _run(profile, params, R, x, backend)
+    state = data.draw(initial_states(profile, params, R, x))
+    ref, ref_grads = _run(profile, params, R, x, "reference", state)
+    got, got_grads = _run(profile, params, R, x, backend, state)
     assert torch.equal(got.spikes, ref.spikes)
     assert torch.equal(got.membrane, ref.membrane)
     assert got.state.keys() == ref.state.keys()

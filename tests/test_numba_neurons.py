@@ -254,7 +254,7 @@ def test_norse_lif_box_cell_matches_kernel():
     torch.testing.assert_close(our_grad, native_grad, rtol=1e-5, atol=1e-5 * float(native_grad.abs().max()))
 
 
-@pytest.mark.parametrize("name", ["spikingjelly_lif", "norse_lif_box"])
+@pytest.mark.parametrize("name", ["spikingjelly_lif", "norse_lif_box", "snntorch_leaky", "paper_lif"])
 def test_several_chunks_with_a_short_last_one(name):
     """Enough neurons for several parallel chunks (the last one shorter), per-neuron parameters and an
     initial state mid-refractory: still the reference's spikes, membranes, state and gradients."""
@@ -263,9 +263,12 @@ def test_several_chunks_with_a_short_last_one(name):
     if name == "spikingjelly_lif":
         profile, scale, offset = make_profile("spikingjelly_lif", v_reset=-0.1), 1.0, 0.8
         params = {"tau": _uniform(gen, 1.2, 4.0, (1201,), torch.float32), "v_threshold": torch.tensor(1.0)}
-    else:
+    elif name == "norse_lif_box":
         profile, scale, offset = make_profile("norse_lif_box", reset_method="subtract"), 300.0, 200.0
         params = {"tau_mem_inv": _uniform(gen, 50.0, 200.0, (1201,), torch.float32)}
+    else:  # the LIF fast path's kernels (numba_lif)
+        profile, scale, offset = make_profile(name), 1.0, 0.3
+        params = {"beta": _uniform(gen, 0.5, 0.99, (1201,), torch.float32), "threshold": torch.tensor(1.0)}
     x = (torch.randn((23, *neuron_shape), generator=gen, dtype=torch.float64) * scale + offset).float()
     state = {"v": torch.randn(neuron_shape, generator=gen) * 0.5, "refractory": torch.randint(0, 4, neuron_shape, generator=gen)}
     _check((profile, params, 3, x, state, (1, 1, 1)))

@@ -16,8 +16,6 @@ import math
 import numba
 import numpy as np
 
-CHUNK = 256  # neurons per task: long enough rows for the inner loop, many tasks for the threads
-
 # surrogate kinds understood by the kernels (see surrogate.Surrogate.kind / args)
 SURROGATE_KINDS = {"heaviside": 0, "atan": 1, "fast_sigmoid": 2, "sigmoid": 3, "multi_gaussian": 4, "boxcar": 5}
 
@@ -49,21 +47,48 @@ def surrogate_derivative(kind, args, m):
     return 0.0
 
 
-# Selections are written as conditional expressions on values computed unconditionally, so the inner loops
-# compile to branch-free selects (three times faster than branching on random spike patterns).
+@numba.njit(cache=True, inline="always")
+def surrogate_row(kind, args, U_row, thr, out):
+    """out[i] = surrogate_derivative(kind, args, U_row[i] - thr[i]), one branch-free loop per common kind."""
+    width = out.shape[0]
+    if kind == 1:  # atan(alpha)
+        k0, k1 = math.pi / 2 * args[0], args[0] / 2
+        for i in range(width):
+            z = k0 * np.float64(U_row[i] - thr[i])
+            out[i] = k1 / (1.0 + z * z)
+    elif kind == 2:  # fast sigmoid / superspike (slope)
+        for i in range(width):
+            d = args[0] * abs(np.float64(U_row[i] - thr[i])) + 1.0
+            out[i] = 1.0 / (d * d)
+    elif kind == 3:  # sigmoid(alpha)
+        for i in range(width):
+            sig = 1.0 / (1.0 + math.exp(-args[0] * np.float64(U_row[i] - thr[i])))
+            out[i] = (1.0 - sig) * sig * args[0]
+    else:
+        for i in range(width):
+            out[i] = surrogate_derivative(kind, args, np.float64(U_row[i] - thr[i]))
+
+
+# Selections are written as conditional expressions on values computed unconditionally (every load first,
+# then selects only), so the inner loops compile to branch-free, vectorizable selects (a branch on a random
+# spike pattern would mispredict). Each time step works on row views of one chunk of neurons; a chunk is as
+# wide as ``numba_neurons.chunk_width`` makes it (one per thread, long contiguous rows).
 
 
 @numba.njit(parallel=True, cache=True)
-def lif_forward(x, v0, decay, thr, graded, entry0, L, strict, reentry_zero, reentry_subtract, post_zero, S, U, M, block_spike, v_out, entry_out, spike_out):
+def lif_forward(x, v0, decay, thr, graded, entry0, L, strict, reentry_zero, reentry_subtract, post_zero, chunk, S, U, M, block_spike, v_out, entry_out, spike_out):
+    """M (the post-reset membrane) is written only with ``post_zero``; otherwise the membrane is U."""
     T, N = x.shape
-    n_chunks = (N + CHUNK - 1) // CHUNK
+    n_chunks = (N + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
-        lo = c * CHUNK
-        hi = min(N, lo + CHUNK)
+        lo = c * chunk
+        hi = min(N, lo + chunk)
         width = hi - lo
         v = v0[lo:hi].copy()
         entry = entry0[lo:hi].copy()
         j0 = np.full(width, L, np.int64)
+        dec, th, gr = decay[lo:hi].copy(), thr[lo:hi].copy(), graded[lo:hi].copy()
+        scratch = np.empty(width, v.dtype)  # M's row when M is not kept (no aliasing with U)
         zero = decay[lo] - decay[lo]  # +0 in the input's dtype
         for t in range(T):
             k = t % L
@@ -72,23 +97,25 @@ def lif_forward(x, v0, decay, thr, graded, entry0, L, strict, reentry_zero, reen
                     block_spike[t // L - 1, lo + i] = j0[i]
                     entry[i] = j0[i] if j0[i] < L else -1
                     j0[i] = L
+            x_row, U_row, S_row = x[t, lo:hi], U[t, lo:hi], S[t, lo:hi]
+            M_row = M[t, lo:hi] if post_zero else scratch
             for i in range(width):
-                n = lo + i
-                held = (k < entry[i]) | (j0[i] < k)  # refractory: no input, no leak, no spike
-                reentering = k == entry[i]
-                d = zero if (reentry_zero and reentering) else decay[n]  # delayed reset to zero: v*0 + x
-                u = v[i] * d + x[t, n]
-                if reentry_subtract:  # delayed subtract: (v*decay + x) - threshold
-                    subtracted = u - thr[n]
-                    u = subtracted if reentering else u
-                u = v[i] if held else u
-                fired = (not held) & ((u > thr[n]) if strict else (u >= thr[n]))
-                j0[i] = k if fired else j0[i]
-                U[t, n] = u
-                S[t, n] = graded[n] if fired else zero
-                if post_zero:  # otherwise the reported membrane is U itself
-                    u = zero if fired else u
-                    M[t, n] = u
+                e, j, v_i, x_i, d_i, t_i, g_i = entry[i], j0[i], v[i], x_row[i], dec[i], th[i], gr[i]
+                held = (k < e) | (j < k)  # refractory: no input, no leak, no spike
+                # the delayed reset is owed where the previous state crossed the threshold: after a spike
+                # that is the held spike value; an initial state mid-refractory may not owe one
+                reentering = (k == e) & ((v_i > t_i) if strict else (v_i >= t_i))
+                d = zero if (reentry_zero and reentering) else d_i  # delayed reset to zero: v*0 + x
+                u = v_i * d + x_i
+                subtracted = u - t_i  # delayed subtract: (v*decay + x) - threshold
+                u = subtracted if (reentry_subtract and reentering) else u
+                u = v_i if held else u
+                fired = (not held) & ((u > t_i) if strict else (u >= t_i))
+                j0[i] = k if fired else j
+                U_row[i] = u
+                S_row[i] = g_i if fired else zero
+                u = zero if (post_zero and fired) else u  # otherwise the reported membrane is U itself
+                M_row[i] = u
                 v[i] = u
         for i in range(width):
             block_spike[(T - 1) // L, lo + i] = j0[i]
@@ -98,39 +125,48 @@ def lif_forward(x, v0, decay, thr, graded, entry0, L, strict, reentry_zero, reen
 
 
 @numba.njit(parallel=True, cache=True)
-def lif_backward(g_spikes, has_g_spikes, g_membrane, has_g_membrane, g_final_v, block_spike, entry0, L, U, M, v0, decay, thr, graded, reentry_zero, reentry_subtract, post_zero, sg_kind, sg_args, gx, g_v0, g_decay, g_thr, g_graded):
+def lif_backward(g_spikes, has_g_spikes, g_membrane, g_final_v, block_spike, entry0, L, U, M, v0, decay, thr, graded, strict, reentry_zero, reentry_subtract, post_zero, sg_kind, sg_args, chunk, gx, g_v0, g_decay, g_thr, g_graded):
+    """An unused output gradient comes in as zeros (a stride-0 view is fine); float64 accumulation."""
     T, N = U.shape
-    n_chunks = (N + CHUNK - 1) // CHUNK
+    n_chunks = (N + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
-        lo = c * CHUNK
-        hi = min(N, lo + CHUNK)
+        lo = c * chunk
+        hi = min(N, lo + chunk)
+        width = hi - lo
         a = g_final_v[lo:hi].astype(np.float64)  # dL/dv after the current step
+        dec, gr = decay[lo:hi].astype(np.float64), graded[lo:hi].astype(np.float64)
+        th, e0 = thr[lo:hi].copy(), entry0[lo:hi].copy()
+        gd, gt, gg, sgd = np.zeros(width), np.zeros(width), np.zeros(width), np.zeros(width)
         for t in range(T - 1, -1, -1):
             b, k = t // L, t % L
-            for i in range(hi - lo):
-                n = lo + i
-                if has_g_membrane:
-                    a[i] += g_membrane[t, n]
+            spike_row = block_spike[b, lo:hi]
+            before_row = block_spike[b - 1, lo:hi] if b > 0 else spike_row  # not read in block 0
+            U_row, gx_row, gs_row, gm_row = U[t, lo:hi], gx[t, lo:hi], g_spikes[t, lo:hi], g_membrane[t, lo:hi]
+            v_row = M[t - 1, lo:hi] if t > 0 else v0[lo:hi]
+            if has_g_spikes:
+                surrogate_row(sg_kind, sg_args, U_row, th, sgd)
+            for i in range(width):
                 # the forward's masks, rebuilt from the spike positions of this block and the previous one
-                j0 = block_spike[b, n]
-                before = block_spike[b - 1, n] if b > 0 else L
-                entry = entry0[n] if b == 0 else (before if before < L else -1)
+                j0, before = spike_row[i], before_row[i]
+                entry = e0[i] if b == 0 else (before if before < L else -1)
                 live = not ((k < entry) | (j0 < k))
                 fired = k == j0
-                reentering = k == entry
-                g_u = 0.0 if (post_zero and fired) else a[i]
-                if has_g_spikes:
-                    g_margin = g_spikes[t, n] * graded[n] * surrogate_derivative(sg_kind, sg_args, U[t, n] - thr[n])
-                    g_margin = g_margin if live else 0.0
-                    g_u += g_margin
-                    g_thr[n] -= g_margin
-                    g_graded[n] += g_spikes[t, n] if fired else 0.0
+                v_prev = v_row[i]
+                reentering = (k == entry) & ((v_prev > th[i]) if strict else (v_prev >= th[i]))  # see the forward
+                a_i = a[i] + np.float64(gm_row[i])
+                g_spike = np.float64(gs_row[i])
+                g_margin = g_spike * gr[i] * sgd[i]
+                g_margin = g_margin if live else 0.0
+                g_u = (0.0 if (post_zero and fired) else a_i) + g_margin
                 g_u = g_u if live else 0.0  # held steps ignore their input
-                gx[t, n] = g_u
-                if reentry_subtract:
-                    g_thr[n] -= g_u if reentering else 0.0
+                gx_row[i] = g_u
+                gt[i] -= g_margin + (g_u if (reentry_subtract and reentering) else 0.0)
+                gg[i] += g_spike if fired else 0.0
                 through = 0.0 if (reentry_zero and reentering) else g_u
-                g_decay[n] += through * (M[t - 1, n] if t > 0 else v0[n])
-                a[i] = through * decay[n] if live else a[i]  # held: v passes through unchanged
-        for i in range(hi - lo):
+                gd[i] += through * np.float64(v_prev)
+                a[i] = through * dec[i] if live else a_i  # held: v passes through unchanged
+        for i in range(width):
             g_v0[lo + i] = a[i]
+            g_decay[lo + i] = gd[i]
+            g_thr[lo + i] = gt[i]
+            g_graded[lo + i] = gg[i]

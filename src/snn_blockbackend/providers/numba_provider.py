@@ -26,6 +26,15 @@ def _flat(t: torch.Tensor, shape) -> np.ndarray:
     return t.detach().expand(shape).contiguous().reshape(-1).numpy()
 
 
+def _rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> np.ndarray:
+    """An output's incoming gradient as [T, N] for a kernel. No .contiguous(): the gradient of a .sum()
+    arrives expanded (stride 0) and numba reads it as is; an unused output (None) reads as zeros through a
+    stride-0 view, so the kernels load unconditionally."""
+    if grad is None:
+        return np.broadcast_to(np.zeros((1, 1), dtype), (T, N))
+    return grad.detach().reshape(T, N).numpy()
+
+
 def _param_grad(values: np.ndarray, param: torch.Tensor | None, shape) -> torch.Tensor | None:
     """A kernel's per-neuron gradient (float64) as the gradient of ``param``, which broadcasts to ``shape``."""
     if param is None or not param.requires_grad:
@@ -40,7 +49,7 @@ class _NumbaLIF(torch.autograd.Function):
         T, N = x.shape[0], v0.numel()
         xs = x.detach().contiguous().reshape(T, N).numpy()
         out = {name: np.empty((T, N), dtype=xs.dtype) for name in ("S", "U")}
-        M = np.empty((T, N), dtype=xs.dtype) if cfg.post_zero else out["U"]
+        M = np.empty((T, N) if cfg.post_zero else (0, N), dtype=xs.dtype)  # the membrane is U unless post_zero
         n_blocks = (T - 1) // block_len + 1
         block_spike = np.empty((n_blocks, N), dtype=np.int8 if block_len <= 127 else np.int32)
         entry0_np = entry0.reshape(-1).contiguous().numpy()
@@ -51,7 +60,8 @@ class _NumbaLIF(torch.autograd.Function):
         numba_lif.lif_forward(
             xs, _flat(v0, shape), _flat(decay, shape), _flat(threshold, shape), graded_np,
             entry0_np, block_len, cfg.strict, cfg.reentry_zero,
-            cfg.reentry_subtract, cfg.post_zero, out["S"], out["U"], M, block_spike, v_out, entry_out, spike_out,
+            cfg.reentry_subtract, cfg.post_zero, numba_neurons.chunk_width(N, numba_neurons.FORWARD_WIDEST),
+            out["S"], out["U"], M, block_spike, v_out, entry_out, spike_out,
         )  # fmt: skip
         S, U = torch.from_numpy(out["S"]).view(x.shape), torch.from_numpy(out["U"]).view(x.shape)
         M_t = torch.from_numpy(M).view(x.shape) if cfg.post_zero else U
@@ -70,22 +80,17 @@ class _NumbaLIF(torch.autograd.Function):
         shape, T, N = v0.shape, U.shape[0], v0.numel()
         dtype = U.numpy().dtype
 
-        def rows(t):
-            # no .contiguous(): the gradient of a .sum() arrives expanded (stride 0); numba reads it as is
-            return t.detach().reshape(T, N).numpy() if t is not None else np.zeros((1, 1), dtype)
-
         gx = np.empty((T, N), dtype=dtype)
-        g_v0 = np.empty(N, dtype=np.float64)
-        g_decay, g_thr, g_graded = (np.zeros(N, dtype=np.float64) for _ in range(3))
+        g_v0, g_decay, g_thr, g_graded = (np.empty(N, dtype=np.float64) for _ in range(4))
         numba_lif.lif_backward(
-            rows(g_spikes), g_spikes is not None, rows(g_membrane), g_membrane is not None,
+            _rows(g_spikes, T, N, dtype), g_spikes is not None, _rows(g_membrane, T, N, dtype),
             _flat(g_final_v, shape) if g_final_v is not None else np.zeros(N, dtype),
             block_spike.numpy(), entry0.reshape(-1).contiguous().numpy(), ctx.block_len,
             U.reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
             _flat(decay, shape), _flat(threshold, shape),
             _flat(graded, shape) if graded is not None else np.ones(N, dtype),
-            cfg.reentry_zero, cfg.reentry_subtract, cfg.post_zero, ctx.sg[0], ctx.sg[1],
-            gx, g_v0, g_decay, g_thr, g_graded,
+            cfg.strict, cfg.reentry_zero, cfg.reentry_subtract, cfg.post_zero, ctx.sg[0], ctx.sg[1],
+            numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), gx, g_v0, g_decay, g_thr, g_graded,
         )  # fmt: skip
 
         need = ctx.needs_input_grad
@@ -148,19 +153,12 @@ class _NumbaNeuron(torch.autograd.Function):
         shape, T, N = v0.shape, x.shape[0], v0.numel()
         dtype = M.numpy().dtype
 
-        def rows(t):
-            # no .contiguous(): the gradient of a .sum() arrives expanded (stride 0); numba reads it as is.
-            # An unused output reads as zeros through a stride-0 view (the kernel loads unconditionally).
-            if t is None:
-                return np.broadcast_to(np.zeros((1, 1), dtype), (T, N))
-            return t.detach().reshape(T, N).numpy()
-
         arrays = _NumbaNeuron._arrays(shape, N, dtype, coefficient, v_leak, threshold, reset_value)
         gx = np.empty((T, N), dtype=dtype)
         g_v0 = np.empty(N, dtype=np.float64)
         g_coef, g_leak, g_thr, g_reset = (np.empty(N, dtype=np.float64) for _ in range(4))
         numba_neurons.neuron_backward(
-            rows(g_spikes), rows(g_membrane),
+            _rows(g_spikes, T, N, dtype), _rows(g_membrane, T, N, dtype),
             _flat(g_final_v, shape) if g_final_v is not None else np.zeros(N, dtype),
             x.detach().contiguous().reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
             flags.numpy(), ctx.mode, arrays[0], np.array([spec.charge_offset], dtype=dtype), arrays[1],

@@ -116,6 +116,16 @@ def check_float(name: str, value, minimum: float | None = None, strict_minimum: 
     return value
 
 
+def check_alif_arguments(tau, tau_adapt, adaptation_strength, v_threshold) -> None:
+    """The BlockALIFNode arguments (both versions): LIF's rules with v_reset 0, tau_adapt > 1,
+    adaptation_strength >= 0 and a positive threshold (the block algorithm needs one)."""
+    check_lif_arguments(tau, v_threshold, 0.0, True)
+    check_float("tau_adapt", tau_adapt, 1.0)
+    check_float("adaptation_strength", adaptation_strength, 0.0, strict_minimum=False)
+    if v_threshold <= 0:
+        raise ValueError(f"v_threshold must be > 0, got {v_threshold}")
+
+
 def check_lif_arguments(tau, v_threshold, v_reset, detach_reset, tau_name="tau") -> None:
     check_float(tau_name, tau, 1.0)
     check_float("v_threshold", v_threshold)

@@ -170,11 +170,7 @@ class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
         store_v_seq: bool = False,
         refractory_steps: int = 0,
     ):
-        _common.check_lif_arguments(tau, v_threshold, 0.0, True)
-        _common.check_float("tau_adapt", tau_adapt, 1.0)
-        _common.check_float("adaptation_strength", adaptation_strength, 0.0, strict_minimum=False)
-        if v_threshold <= 0:
-            raise ValueError(f"v_threshold must be > 0, got {v_threshold}")
+        _common.check_alif_arguments(tau, tau_adapt, adaptation_strength, v_threshold)
         super().__init__(v_threshold, 0.0, surrogate_function, True, step_mode=step_mode, store_v_seq=store_v_seq)
         self.tau = tau
         self.tau_adapt = tau_adapt

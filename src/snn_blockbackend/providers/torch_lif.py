@@ -13,9 +13,10 @@ more memory traffic than they save in op calls). Per step (R > 0, snnTorch's del
     u    -= owed*threshold           owed: the previous state crossed (the reference's delayed-reset rule)
     live  = gate <= k                gate: the block's entry, pushed past the block by a spike
     u     = lerp(v, u, live)         held neurons keep v (a 0/1 weight is exact)
-    owed  = u > threshold;  fired = owed*live;  gate += fired*(L + 1 + k)
+    owed  = u > threshold;  gate += owed*live*(L + 1 + k)   (one addcmul: fired = owed*live)
 
-eight small ops; R = 0 needs neither gate nor hold (four ops). Masks are float 0/1 tensors and selections
+seven small ops; a block's spikes are written at once from where its gate jumped (``position == k``).
+R = 0 needs neither gate nor hold (four ops). Masks are float 0/1 tensors and selections
 are products or ``lerp``: exact for finite values (only the sign of a zero may differ) and, on CPU, much
 cheaper than ``torch.where`` or bool tensors. Per block only the entries and spike positions are kept
 ([blocks, ...]); the backward rebuilds the live masks from them instead of reading a [T, ...] mask that
@@ -49,6 +50,8 @@ import math
 
 import torch
 
+from ._memory import empty
+
 _ATEN_GRAIN_SIZE = 32768  # ATen splits an elementwise op over threads from this many elements on
 _BACKWARD_CHUNK_ELEMENTS = 1 << 18  # about this many elements per backward chunk
 
@@ -77,9 +80,9 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
     cheaper than writing a [T, ...] mask into fresh memory.
     """
     T, shape, dtype, device = x.shape[0], x.shape[1:], x.dtype, x.device
-    U = torch.empty(x.shape, dtype=dtype, device=device)  # charged membrane (held where the neuron is held)
-    M = torch.empty_like(U) if cfg.post_zero else U
-    FIRED = torch.empty_like(U)
+    U = empty(x.shape, dtype, device)  # charged membrane (held where the neuron is held)
+    M = empty(x.shape, dtype, device) if cfg.post_zero else U
+    FIRED = empty(x.shape, dtype, device)
     ever_held = L > 1 or bool((entry0 > 0).any())
     reentry = cfg.reentry_subtract or cfg.reentry_zero
     # crossings of the state: snnTorch's delayed reset is owed at the next step where the previous state is
@@ -87,7 +90,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
     if not ever_held and not (cfg.post_zero and reentry):
         CROSS = FIRED  # every step is live: the crossings are the spikes
     elif keep_crossings:
-        CROSS = torch.empty_like(U)
+        CROSS = empty(x.shape, dtype, device)
     else:
         CROSS = torch.empty((2, *shape), dtype=dtype, device=device)
     crossed = torch.gt if cfg.strict else torch.ge
@@ -97,6 +100,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
     # block positions are small integers: exact in the gate's dtype (half precision would not hold large L)
     gate_dtype = torch.promote_types(dtype, torch.float32)
     positions = [torch.tensor(k, dtype=gate_dtype, device=device) for k in range(min(L, T))]  # 0-dim: fast
+    block_positions = torch.arange(min(L, T), dtype=gate_dtype, device=device).view(-1, *([1] * len(shape)))
     live = torch.empty(shape, dtype=dtype, device=device) if ever_held else None
     gate = entry0.to(gate_dtype)
     v = v0
@@ -111,10 +115,10 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
         entry = gate
         if ever_held:
             gate = gate.clone()
-        if common:  # the tight loop of the common case (snnTorch Leaky, R > 0): eight small ops per step
+        if common:  # the tight loop of the common case (snnTorch Leaky, R > 0): seven small ops per step
             cross_outs = CROSSs[start : start + n] if not ring else itertools.repeat(CROSSs[0])
-            steps = zip(positions, Us[start : start + n], xs[start : start + n], Fs[start : start + n], cross_outs)
-            for k, (position, ut, xt, ft, cross_out) in enumerate(steps):
+            steps = zip(positions, Us[start : start + n], xs[start : start + n], cross_outs)
+            for k, (position, ut, xt, cross_out) in enumerate(steps):
                 mul(v, decay, out=ut)
                 ut.add_(xt)
                 if subtract:  # (v*decay + x) - owed*threshold; the product is exact
@@ -122,7 +126,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
                 le(gate, position, out=live)
                 lerp(v, ut, live, out=ut)  # held neurons keep v (a 0/1 weight is exact)
                 owed = crossed(ut, threshold, out=cross_out)  # owed is read above before this overwrites it
-                gate.add_(mul(owed, live, out=ft), alpha=jump + k)
+                gate.addcmul_(owed, live, value=jump + k)  # a spike: the gate jumps; its block's spikes below
                 v = ut
         for k in range(0 if common else n):
             t = start + k
@@ -156,6 +160,8 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
             gate.sub_(entry)  # jump + spike position, 0 where no spike
             spiked = torch.gt(gate, 0).to(gate_dtype)
             position = gate.sub_(spiked, alpha=jump)  # spike position, 0 where none
+            if common:  # the block's spikes at once: position k where spiked (-1 matches no position)
+                torch.eq(block_positions[:n], position + spiked - 1, out=FIRED[start : start + n])
             entries.append(entry)
             lasts.append(torch.add(position, 1 - spiked, alpha=L))  # L where none
             gate = position.add_(spiked).sub_(1)  # next block's entry: the spike position, -1 where none
@@ -273,7 +279,7 @@ def _backward(ctx, g_spikes, g_membrane, g_final_v, v0, decay, threshold, graded
         return torch.zeros(shape, dtype=dtype, device=device)
 
     a = g_final_v.clone() if g_final_v is not None else zeros()  # dL/dv after the current chunk
-    gx = torch.empty_like(U)
+    gx = empty(U.shape, dtype, device)
     g_decay = zeros() if need_decay else None
     g_threshold = zeros() if need_threshold else None
     g_graded = zeros() if need_graded and g_spikes is not None else None

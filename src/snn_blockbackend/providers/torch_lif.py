@@ -328,8 +328,9 @@ def _backward(ctx, g_spikes, g_membrane, g_final_v, v0, decay, threshold, graded
                 addend = torch.add(s, g_membrane[start:stop], out=s) if s is not None else g_membrane[start:stop]
             if addend is not None:
                 torch.add(a, addend[n - 1], out=B[n - 1])
-                for j in range(n - 1, 0, -1):
-                    torch.addcmul(addend[j - 1], P[j], B[j], out=B[j - 1])
+                addends, Ps, Bs, addcmul = addend.unbind(0), P.unbind(0), B.unbind(0), torch.addcmul
+                for j in range(n - 1, 0, -1):  # the only per-step op of the backward
+                    addcmul(addends[j - 1], Ps[j], Bs[j], out=Bs[j - 1])
             else:
                 B[n - 1].copy_(a)
                 for j in range(n - 1, 0, -1):

@@ -125,10 +125,16 @@ def lif_forward(x, v0, decay, thr, graded, entry0, L, strict, reentry_zero, reen
 
 
 @numba.njit(parallel=True, cache=True)
-def lif_backward(g_spikes, has_g_spikes, g_membrane, g_final_v, block_spike, entry0, L, U, M, v0, decay, thr, graded, strict, reentry_zero, reentry_subtract, post_zero, sg_kind, sg_args, chunk, gx, g_v0, g_decay, g_thr, g_graded):
-    """An unused output gradient comes in as zeros (a stride-0 view is fine); float64 accumulation."""
+def lif_backward(g_spikes, spikes_uniform, has_g_spikes, g_membrane, membrane_uniform, g_final_v, block_spike, entry0, L, U, M, v0, decay, thr, graded, strict, reentry_zero, reentry_subtract, post_zero, sg_kind, sg_args, chunk, gx, g_v0, g_decay, g_thr, g_graded):
+    """BPTT of ``lif_forward``, float64 accumulation. An output gradient that is the same at every step (an
+    unused output: zeros; the gradient of a ``.sum()``: ones) comes in as one row with its ``*_uniform``
+    flag. Masks are float 0/1 values and selections are products (``p*m + q*(1 - m)``, exact for finite
+    values), so the inner loop has no branches and vectorizes."""
     T, N = U.shape
     n_chunks = (N + chunk - 1) // chunk
+    # the profile's switches as 0/1 factors
+    st, rz = 1.0 if strict else 0.0, 1.0 if reentry_zero else 0.0
+    rs, pz = 1.0 if reentry_subtract else 0.0, 1.0 if post_zero else 0.0
     for c in numba.prange(n_chunks):
         lo = c * chunk
         hi = min(N, lo + chunk)
@@ -137,34 +143,37 @@ def lif_backward(g_spikes, has_g_spikes, g_membrane, g_final_v, block_spike, ent
         dec, gr = decay[lo:hi].astype(np.float64), graded[lo:hi].astype(np.float64)
         th, e0 = thr[lo:hi].copy(), entry0[lo:hi].copy()
         gd, gt, gg, sgd = np.zeros(width), np.zeros(width), np.zeros(width), np.zeros(width)
+        entry, spike = np.empty(width), np.empty(width)  # the current block's live window: entry..spike
         for t in range(T - 1, -1, -1):
             b, k = t // L, t % L
-            spike_row = block_spike[b, lo:hi]
-            before_row = block_spike[b - 1, lo:hi] if b > 0 else spike_row  # not read in block 0
-            U_row, gx_row, gs_row, gm_row = U[t, lo:hi], gx[t, lo:hi], g_spikes[t, lo:hi], g_membrane[t, lo:hi]
+            if t == T - 1 or k == L - 1:  # a new block (going backwards): rebuild its window once
+                for i in range(width):
+                    before = block_spike[b - 1, lo + i] if b > 0 else L
+                    entry[i] = e0[i] if b == 0 else (before if before < L else -1)
+                    spike[i] = block_spike[b, lo + i]
+            U_row, gx_row = U[t, lo:hi], gx[t, lo:hi]
+            gs_row = g_spikes[0 if spikes_uniform else t, lo:hi]
+            gm_row = g_membrane[0 if membrane_uniform else t, lo:hi]
             v_row = M[t - 1, lo:hi] if t > 0 else v0[lo:hi]
             if has_g_spikes:
                 surrogate_row(sg_kind, sg_args, U_row, th, sgd)
+            kf = np.float64(k)
             for i in range(width):
-                # the forward's masks, rebuilt from the spike positions of this block and the previous one
-                j0, before = spike_row[i], before_row[i]
-                entry = e0[i] if b == 0 else (before if before < L else -1)
-                live = not ((k < entry) | (j0 < k))
-                fired = k == j0
-                v_prev = v_row[i]
-                reentering = (k == entry) & ((v_prev > th[i]) if strict else (v_prev >= th[i]))  # see the forward
+                live = np.float64((kf >= entry[i]) & (kf <= spike[i]))
+                fired = np.float64(kf == spike[i])
+                v_prev = np.float64(v_row[i])
+                crossed = st * np.float64(v_prev > th[i]) + (1.0 - st) * np.float64(v_prev >= th[i])
+                reentering = np.float64(kf == entry[i]) * crossed  # see the forward
                 a_i = a[i] + np.float64(gm_row[i])
                 g_spike = np.float64(gs_row[i])
-                g_margin = g_spike * gr[i] * sgd[i]
-                g_margin = g_margin if live else 0.0
-                g_u = (0.0 if (post_zero and fired) else a_i) + g_margin
-                g_u = g_u if live else 0.0  # held steps ignore their input
+                g_margin = g_spike * gr[i] * sgd[i] * live
+                g_u = (a_i * (1.0 - pz * fired) + g_margin) * live  # held steps ignore their input
                 gx_row[i] = g_u
-                gt[i] -= g_margin + (g_u if (reentry_subtract and reentering) else 0.0)
-                gg[i] += g_spike if fired else 0.0
-                through = 0.0 if (reentry_zero and reentering) else g_u
-                gd[i] += through * np.float64(v_prev)
-                a[i] = through * dec[i] if live else a_i  # held: v passes through unchanged
+                gt[i] -= g_margin + rs * reentering * g_u
+                gg[i] += g_spike * fired
+                through = g_u * (1.0 - rz * reentering)
+                gd[i] += through * v_prev
+                a[i] = through * dec[i] * live + a_i * (1.0 - live)  # held: v passes through unchanged
         for i in range(width):
             g_v0[lo + i] = a[i]
             g_decay[lo + i] = gd[i]

@@ -35,6 +35,17 @@ def _rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> np.ndarray:
     return grad.detach().reshape(T, N).numpy()
 
 
+def _uniform_or_rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> tuple[np.ndarray, bool]:
+    """An output's incoming gradient for ``lif_backward``: (one contiguous row, True) where it is the same at
+    every step (None: zeros; the expanded scalar of a ``.sum()``), else ([T, N] contiguous, False).
+    Contiguous rows let the kernel's inner loop vectorize."""
+    if grad is None:
+        return np.zeros((1, N), dtype), True
+    if all(stride == 0 for stride in grad.stride()):
+        return np.full((1, N), grad.reshape(-1)[0].item(), dtype), True
+    return grad.detach().contiguous().reshape(T, N).numpy(), False
+
+
 def _param_grad(values: np.ndarray, param: torch.Tensor | None, shape) -> torch.Tensor | None:
     """A kernel's per-neuron gradient (float64) as the gradient of ``param``, which broadcasts to ``shape``."""
     if param is None or not param.requires_grad:
@@ -83,7 +94,7 @@ class _NumbaLIF(torch.autograd.Function):
         gx = np.empty((T, N), dtype=dtype)
         g_v0, g_decay, g_thr, g_graded = (np.empty(N, dtype=np.float64) for _ in range(4))
         numba_lif.lif_backward(
-            _rows(g_spikes, T, N, dtype), g_spikes is not None, _rows(g_membrane, T, N, dtype),
+            *_uniform_or_rows(g_spikes, T, N, dtype), g_spikes is not None, *_uniform_or_rows(g_membrane, T, N, dtype),
             _flat(g_final_v, shape) if g_final_v is not None else np.zeros(N, dtype),
             block_spike.numpy(), entry0.reshape(-1).contiguous().numpy(), ctx.block_len,
             U.reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),

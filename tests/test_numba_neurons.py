@@ -93,8 +93,9 @@ def _run(profile, params, R, x, state, terms, backend):
     leaves = {"x": x, **params}
     if state is not None:
         state = {k: v.clone() for k, v in state.items()}
-        state["v"].requires_grad_()
-        leaves["v0"] = state["v"]
+        for name in ("v", "a"):  # the membrane (every profile) and the paper ALIF's adaptation
+            if name in state:
+                leaves[f"{name}0"] = state[name].requires_grad_()
     result = block_neuron(x, profile, params, R, backend=backend, state=state)
     gen = torch.Generator().manual_seed(7)
     w_spikes, w_membrane = (torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.dtype) for _ in range(2))
@@ -104,6 +105,8 @@ def _run(profile, params, R, x, state, terms, backend):
         + use_membrane * (result.membrane * w_membrane).sum()
         + use_final * (result.state["v"] * w_membrane[0]).sum()
     )
+    if "a" in result.state:
+        loss = loss + use_final * (result.state["a"] * w_spikes[0]).sum()
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     return result, {name: g for name, g in zip(leaves, grads)}
 
@@ -113,7 +116,7 @@ def _float64_reference_grads(problem):
     arithmetic takes a different spike path (then they are not the same function's gradients)."""
     profile, params, R, x, state, terms = problem
     up = {k: v.double() for k, v in params.items()}
-    state64 = None if state is None else {"v": state["v"].double(), "refractory": state["refractory"]}
+    state64 = None if state is None else {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
     ref64, grads64 = _run(profile, up, R, x.double(), state64, terms, "reference")
     ref32 = block_neuron(x, profile, params, R, backend="reference", state=state)
     if not torch.equal(ref64.spikes, ref32.spikes.double()):
@@ -140,7 +143,7 @@ def _check(problem):
     # rounding as measured on the reference: its distance from the same gradients computed in float64. The input
     # and initial-membrane gradients (one term per element) are held to their own scale.
     all_scale = max(float(g.abs().max()) for g in ref_grads.values() if g is not None and g.numel())
-    step_scale = max(float(ref_grads[k].abs().max()) for k in ("x", "v0") if ref_grads.get(k) is not None)
+    step_scale = max(float(ref_grads[k].abs().max()) for k in ("x", "v0", "a0") if ref_grads.get(k) is not None)
     grads64 = _float64_reference_grads(problem) if x.dtype == torch.float32 else None
     for name, g_ref in ref_grads.items():
         g_got = got_grads[name]
@@ -149,12 +152,12 @@ def _check(problem):
             continue
         assert g_got is not None, name
         own = float(g_ref.abs().max())
-        if name in ("x", "v0"):
+        if name in ("x", "v0", "a0"):
             scale = own
         else:
             scale = max(own, all_scale if x.dtype == torch.float32 else step_scale)
         allowed = rtol * max(scale, 1e-12) + rtol * g_ref.abs()
-        if grads64 is not None and name not in ("x", "v0"):
+        if grads64 is not None and name not in ("x", "v0", "a0"):
             allowed = allowed + 4 * (grads64[name] - g_ref.double()).abs().to(g_ref.dtype)
         error = (g_got - g_ref).abs()
         assert bool((error <= allowed).all()), (
@@ -183,7 +186,7 @@ def test_kernels_equal_reference_deep(problem):
     _check(problem)
 
 
-@pytest.mark.parametrize("name", ["spikingjelly_lif", "norse_lif_box"])
+@pytest.mark.parametrize("name", ["spikingjelly_lif", "norse_lif_box", "paper", "paper_lif", "snntorch_leaky"])
 def test_auto_picks_the_kernels(name):
     assert select_provider("auto", make_profile(name), CPU, "exact").name == "numba"
 
@@ -254,7 +257,7 @@ def test_norse_lif_box_cell_matches_kernel():
     torch.testing.assert_close(our_grad, native_grad, rtol=1e-5, atol=1e-5 * float(native_grad.abs().max()))
 
 
-@pytest.mark.parametrize("name", ["spikingjelly_lif", "norse_lif_box", "snntorch_leaky", "paper_lif"])
+@pytest.mark.parametrize("name", ["spikingjelly_lif", "norse_lif_box", "snntorch_leaky", "paper_lif", "paper"])
 def test_several_chunks_with_a_short_last_one(name):
     """Enough neurons for several parallel chunks (the last one shorter), per-neuron parameters and an
     initial state mid-refractory: still the reference's spikes, membranes, state and gradients."""
@@ -266,9 +269,14 @@ def test_several_chunks_with_a_short_last_one(name):
     elif name == "norse_lif_box":
         profile, scale, offset = make_profile("norse_lif_box", reset_method="subtract"), 300.0, 200.0
         params = {"tau_mem_inv": _uniform(gen, 50.0, 200.0, (1201,), torch.float32)}
-    else:  # the LIF fast path's kernels (numba_lif)
+    else:  # the LIF fast path's kernels (numba_lif) and the paper's ALIF (numba_alif)
         profile, scale, offset = make_profile(name), 1.0, 0.3
         params = {"beta": _uniform(gen, 0.5, 0.99, (1201,), torch.float32), "threshold": torch.tensor(1.0)}
+        if name == "paper":
+            params["adaptation_decay"] = _uniform(gen, 0.5, 0.99, (1201,), torch.float32)
+            params["adaptation_strength"] = torch.tensor(0.3)
     x = (torch.randn((23, *neuron_shape), generator=gen, dtype=torch.float64) * scale + offset).float()
     state = {"v": torch.randn(neuron_shape, generator=gen) * 0.5, "refractory": torch.randint(0, 4, neuron_shape, generator=gen)}
+    if name == "paper":
+        state["a"] = torch.rand(neuron_shape, generator=gen)
     _check((profile, params, 3, x, state, (1, 1, 1)))

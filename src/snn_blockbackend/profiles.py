@@ -41,6 +41,16 @@ class FastLIF(NamedTuple):
     strict: bool  # spike iff v > threshold (else >=)
 
 
+class AdaptiveLIFSpec(NamedTuple):
+    """The paper's adaptive LIF for the compiled kernels (``providers.numba_alif``); tensors carry their
+    autograd history."""
+
+    beta: torch.Tensor
+    threshold: torch.Tensor
+    adaptation_decay: torch.Tensor
+    adaptation_strength: torch.Tensor
+
+
 class NeuronKernelSpec(NamedTuple):
     """A one-variable neuron for the compiled kernels (``providers.numba_neurons``): per step
     ``h = charge(v, x)``, spike iff ``h - threshold`` > 0 (``strict``) or >= 0, then a hard reset to
@@ -148,6 +158,10 @@ class PaperALIF(NeuronProfile):
 
     def reset(self, p, prev, charged, spike):
         return {"v": charged["v"] * (1 - spike.detach()), "a": charged["a"] + spike}
+
+    def alif_spec(self, p: Params) -> AdaptiveLIFSpec:
+        """This neuron for the compiled kernels (the same operations as ``charge`` and ``reset``)."""
+        return AdaptiveLIFSpec(p["beta"], p["threshold"], p["adaptation_decay"], p["adaptation_strength"])
 
 
 class PaperLIF(NeuronProfile):

@@ -64,6 +64,16 @@ def surrogate_row(kind, args, U_row, thr, out):
         for i in range(width):
             sig = 1.0 / (1.0 + math.exp(-args[0] * np.float64(U_row[i] - thr[i])))
             out[i] = (1.0 - sig) * sig * args[0]
+    elif kind == 4:  # multi-Gaussian: gamma*((1+h)*N(m; 0, sigma) - h*N(m; sigma, s*sigma) - h*N(m; -sigma, s*sigma))
+        sigma, h, gamma = args[0], args[1], args[3]
+        wide = args[2] * sigma
+        k0, k1 = 1.0 / (2 * sigma * sigma), 1.0 / (2 * wide * wide)
+        c0 = gamma * (1 + h) / (sigma * math.sqrt(2 * math.pi))
+        c1 = gamma * h / (wide * math.sqrt(2 * math.pi))
+        for i in range(width):
+            m = np.float64(U_row[i] - thr[i])
+            side = math.exp(-((m - sigma) ** 2) * k1) + math.exp(-((m + sigma) ** 2) * k1)
+            out[i] = c0 * math.exp(-m * m * k0) - c1 * side
     else:
         for i in range(width):
             out[i] = surrogate_derivative(kind, args, np.float64(U_row[i] - thr[i]))

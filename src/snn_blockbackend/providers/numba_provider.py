@@ -1,6 +1,6 @@
-"""The numba provider: compiled CPU kernels for the LIF fast path (see ``numba_lif``) and for the
+"""The numba provider: compiled CPU kernels for the LIF fast path (see ``numba_lif``), for the
 one-variable neurons that describe themselves with ``kernel_spec`` (SpikingJelly LIF, Norse LIFBox; see
-``numba_neurons``).
+``numba_neurons``) and for the paper's adaptive LIF (``alif_spec``; see ``numba_alif``).
 
 Registered only when numba imports. It supports CPU tensors, those profiles and the built-in surrogates;
 ``backend="auto"`` prefers it there and falls back to the torch provider otherwise.
@@ -16,9 +16,9 @@ from ..plugins import hookimpl
 from .torch_provider import finish_fast, prepare_fast
 
 try:
-    from . import numba_lif, numba_neurons
+    from . import numba_alif, numba_lif, numba_neurons
 except ImportError as error:  # numba missing: the provider is simply not offered
-    numba_lif = numba_neurons = None
+    numba_alif = numba_lif = numba_neurons = None
     _IMPORT_ERROR = error
 
 
@@ -189,8 +189,67 @@ class _NumbaNeuron(torch.autograd.Function):
         )
 
 
+class _NumbaALIF(torch.autograd.Function):
+    """The paper's adaptive LIF (``numba_alif``): spikes, membranes, final v, a and refractory countdown."""
+
+    @staticmethod
+    def forward(ctx, x, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, countdown0, refractory_steps, sg_kind, sg_args):
+        shape = x.shape[1:]
+        T, N = x.shape[0], v0.numel()
+        xs = x.detach().contiguous().reshape(T, N).numpy()
+        dtype = xs.dtype
+        S, M, A = (np.empty((T, N), dtype=dtype) for _ in range(3))
+        flags = np.empty((T, N), dtype=np.uint8)
+        v_out, a_out, countdown_out = np.empty(N, dtype=dtype), np.empty(N, dtype=dtype), np.empty(N, dtype=np.int64)
+        params = beta, threshold, adaptation_decay, adaptation_strength
+        numba_alif.alif_forward(
+            xs, _flat(v0, shape), _flat(a0, shape), countdown0.expand(shape).contiguous().reshape(-1).numpy(),
+            *(_flat(param, shape) for param in params), refractory_steps,
+            numba_neurons.chunk_width(N, numba_neurons.FORWARD_WIDEST), S, M, A, flags, v_out, a_out, countdown_out,
+        )  # fmt: skip
+        ctx.sg = (sg_kind, sg_args)
+        M_t = torch.from_numpy(M).view(x.shape)
+        ctx.save_for_backward(x, v0, a0, *params, M_t, torch.from_numpy(A), torch.from_numpy(flags))
+        countdown = torch.from_numpy(countdown_out).view(shape)
+        ctx.mark_non_differentiable(countdown)
+        return torch.from_numpy(S).view(x.shape), M_t, torch.from_numpy(v_out).view(shape), torch.from_numpy(a_out).view(shape), countdown
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_a, _g_countdown):
+        x, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, M, A, flags = ctx.saved_tensors
+        shape, T, N = v0.shape, x.shape[0], v0.numel()
+        dtype = M.numpy().dtype
+        params = beta, threshold, adaptation_decay, adaptation_strength
+
+        def final(grad):
+            return _flat(grad, shape) if grad is not None else np.zeros(N, dtype)
+
+        gx = np.empty((T, N), dtype=dtype)
+        g_v0, g_a0, *g_params = (np.empty(N, dtype=np.float64) for _ in range(6))
+        numba_alif.alif_backward(
+            *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype),
+            final(g_final_v), final(g_final_a), x.detach().contiguous().reshape(T, N).numpy(),
+            M.reshape(T, N).numpy(), A.numpy(), _flat(v0, shape), _flat(a0, shape), flags.numpy(),
+            *(_flat(param, shape) for param in params), ctx.sg[0], ctx.sg[1],
+            numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), gx, g_v0, g_a0, *g_params,
+        )  # fmt: skip
+
+        need = ctx.needs_input_grad
+        return (
+            torch.from_numpy(gx).view(x.shape) if need[0] else None,
+            torch.from_numpy(g_v0).to(v0.dtype).view(shape) if need[1] else None,
+            torch.from_numpy(g_a0).to(a0.dtype).view(shape) if need[2] else None,
+            *(_param_grad(g, param, shape) if need[3 + k] else None for k, (g, param) in enumerate(zip(g_params, params))),
+            *(None,) * 4,  # countdown0, refractory_steps, sg_kind, sg_args
+        )
+
+
 def _has_kernel_spec(profile) -> bool:
     return callable(getattr(profile, "kernel_spec", None))
+
+
+def _has_alif_spec(profile) -> bool:
+    return callable(getattr(profile, "alif_spec", None))
 
 
 def _surrogate_args(surrogate) -> tuple:
@@ -206,10 +265,10 @@ class NumbaLIFProvider:
             return "numba kernels run on CPU tensors only"
         if grad != "exact":
             return "the numba kernels compute exact BPTT gradients only"
-        if not profile.fast_lif_capable and not _has_kernel_spec(profile):
+        if not profile.fast_lif_capable and not _has_kernel_spec(profile) and not _has_alif_spec(profile):
             return (
-                f"no compiled kernel for {profile.describe()} (only one-variable LIF profiles: "
-                "the paper's LIF, snnTorch Leaky with a delayed reset, SpikingJelly LIF, Norse LIFBox)"
+                f"no compiled kernel for {profile.describe()} (only the paper's LIF and ALIF, snnTorch Leaky "
+                "with a delayed reset, SpikingJelly LIF, Norse LIFBox)"
             )
         surrogate = profile.surrogate
         if not isinstance(surrogate, sg.Surrogate) or surrogate.kind not in numba_lif.SURROGATE_KINDS:
@@ -218,6 +277,8 @@ class NumbaLIFProvider:
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
+        if _has_alif_spec(profile):
+            return self._run_alif(profile, p, x, refractory_steps, state)
         if not profile.fast_lif_capable:
             return self._run_neuron(profile, p, x, refractory_steps, state)
         L = refractory_steps + 1
@@ -231,17 +292,33 @@ class NumbaLIFProvider:
         return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
 
     @staticmethod
-    def _run_neuron(profile, p, x, refractory_steps, state):
+    def _initial(profile, p, x, state):
+        """The initial state (the profile's own where none is given) and its refractory countdown."""
         s = dict(state) if state is not None else profile.initial_state(p, x[0])
         countdown = s.pop("refractory", None)
         if countdown is None:
             countdown = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+        return s, countdown.to(torch.long)
+
+    @staticmethod
+    def _run_alif(profile, p, x, refractory_steps, state):
+        s, countdown = NumbaLIFProvider._initial(profile, p, x, state)
+        surrogate, shape = profile.surrogate, x.shape[1:]
+        spikes, membrane, v, a, countdown = _NumbaALIF.apply(
+            x, s["v"].expand(shape), s["a"].expand(shape), *profile.alif_spec(p), countdown, refractory_steps,
+            numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
+        )  # fmt: skip
+        return spikes, membrane, {"v": v, "a": a, "refractory": countdown}
+
+    @staticmethod
+    def _run_neuron(profile, p, x, refractory_steps, state):
+        s, countdown = NumbaLIFProvider._initial(profile, p, x, state)
         spec = profile.kernel_spec(p)
         tensors = spec.coefficient, spec.v_leak, spec.threshold, spec.reset_value
         constants = spec._replace(coefficient=None, v_leak=None, threshold=None, reset_value=None)
         surrogate = profile.surrogate
         spikes, membrane, v, countdown = _NumbaNeuron.apply(
-            x, s["v"].expand(x.shape[1:]), *tensors, countdown.to(torch.long), refractory_steps, constants,
+            x, s["v"].expand(x.shape[1:]), *tensors, countdown, refractory_steps, constants,
             surrogate.kind, numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
         )  # fmt: skip
         return spikes, membrane, {"v": v, "refractory": countdown}

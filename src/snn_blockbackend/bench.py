@@ -151,6 +151,17 @@ def norse_lif_box(tau_mem_inv: float | None = None, v_th: float | None = None, s
     return run
 
 
+def plain_loop(profile_name: str, params: dict) -> Runner:
+    """A neuron no framework ships (the paper's ALIF) as a user writes it: a plain PyTorch per-step loop.
+    That loop is the engine's sequential reference, run without a refractory period like the native neurons."""
+    profile = make_profile(profile_name)
+
+    def run(x):
+        return block_neuron(x, profile, params, 0, backend="reference").spikes
+
+    return run
+
+
 def ours(case: "Case", provider: str, refractory_steps: int) -> Runner:
     profile = case.profile()
 
@@ -174,6 +185,7 @@ class Case:
     input_scale: float = 1.0
 
 
+ALIF_PARAMS = {"beta": 0.9, "adaptation_decay": 0.95, "adaptation_strength": 0.5}
 HEADLINE = Case(
     "snntorch_leaky", "snntorch", "snntorch.Leaky(beta=0.9) loop",
     snntorch_leaky, lambda: make_profile("snntorch_leaky"), {"beta": 0.9},
@@ -192,6 +204,10 @@ CASES = (
     Case(
         "paper_lif", "snntorch", "snntorch.Leaky(beta=0.9, reset_mechanism='zero') loop",
         lambda: snntorch_leaky("zero"), lambda: make_profile("paper_lif"), {"beta": 0.9},
+    ),
+    Case(
+        "paper_alif", "torch", "plain PyTorch per-step ALIF loop (BlockALIF's equations)",
+        lambda: plain_loop("paper", ALIF_PARAMS), lambda: make_profile("paper"), ALIF_PARAMS,
     ),
 )  # fmt: skip
 

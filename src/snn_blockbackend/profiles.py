@@ -51,6 +51,19 @@ class AdaptiveLIFSpec(NamedTuple):
     adaptation_strength: torch.Tensor
 
 
+class CurrentLIFSpec(NamedTuple):
+    """A current-based LIF for the compiled kernels (``providers.numba_current_lif``), with its rates as
+    Norse evaluates them (``rate_m = dt*tau_mem_inv``, ``rate_s = -dt*tau_syn_inv``); ``input_after``: the
+    input joins the current after the update (Norse 1.0). Tensors carry their autograd history."""
+
+    rate_m: torch.Tensor
+    rate_s: torch.Tensor
+    v_leak: torch.Tensor
+    v_th: torch.Tensor
+    v_reset: torch.Tensor
+    input_after: bool
+
+
 class NeuronKernelSpec(NamedTuple):
     """A one-variable neuron for the compiled kernels (``providers.numba_neurons``): per step
     ``h = charge(v, x)``, spike iff ``h - threshold`` > 0 (``strict``) or >= 0, then a hard reset to
@@ -509,6 +522,13 @@ class NorseLIF(_NorseProfile):
     def reset(self, p, prev, charged, spike):
         return {"v": (1 - spike) * charged["v"] + spike * p["v_reset"], "i": charged["i"]}
 
+    def current_lif_spec(self, p: Params) -> CurrentLIFSpec:
+        """This neuron for the compiled kernels (the rates computed as in ``charge``)."""
+        return CurrentLIFSpec(
+            p["dt"] * p["tau_mem_inv"], -p["dt"] * p["tau_syn_inv"], p["v_leak"], p["v_th"], p["v_reset"],
+            self.version == "1.0",
+        )
+
 
 class NorseLIFRefrac(NorseLIF):
     """Norse ``LIFRefracCell`` (``lif_refrac_feed_forward_step``) including its gradient; run it with
@@ -525,6 +545,7 @@ class NorseLIFRefrac(NorseLIF):
     name = "norse_lif_refrac"
     state_names = ("v", "i", "rho")
     held = frozenset()
+    current_lif_spec = None  # its own refractory counter carries gradient: no compiled kernel
     param_defaults = {**NorseLIF.param_defaults, "rho_reset": 5.0}
 
     def initial_state(self, p, x0):

@@ -1,6 +1,7 @@
 """The numba provider: compiled CPU kernels for the LIF fast path (see ``numba_lif``), for the
 one-variable neurons that describe themselves with ``kernel_spec`` (SpikingJelly LIF, Norse LIFBox; see
-``numba_neurons``) and for the paper's adaptive LIF (``alif_spec``; see ``numba_alif``).
+``numba_neurons``), for the paper's adaptive LIF (``alif_spec``; see ``numba_alif``) and for the
+current-based LIF of Norse (``current_lif_spec``; see ``numba_current_lif``).
 
 Registered only when numba imports. It supports CPU tensors, those profiles and the built-in surrogates;
 ``backend="auto"`` prefers it there and falls back to the torch provider otherwise.
@@ -16,9 +17,9 @@ from ..plugins import hookimpl
 from .torch_provider import finish_fast, prepare_fast
 
 try:
-    from . import numba_alif, numba_lif, numba_neurons
+    from . import numba_alif, numba_current_lif, numba_lif, numba_neurons
 except ImportError as error:  # numba missing: the provider is simply not offered
-    numba_alif = numba_lif = numba_neurons = None
+    numba_alif = numba_current_lif = numba_lif = numba_neurons = None
     _IMPORT_ERROR = error
 
 
@@ -244,6 +245,66 @@ class _NumbaALIF(torch.autograd.Function):
         )
 
 
+class _NumbaCurrentLIF(torch.autograd.Function):
+    """The current-based LIF (``numba_current_lif``): spikes, membranes, final v, i and countdown."""
+
+    @staticmethod
+    def forward(ctx, x, v0, i0, rate_m, rate_s, v_leak, v_th, v_reset, countdown0, refractory_steps, input_after, sg_name, sg_kind, sg_args):
+        shape = x.shape[1:]
+        T, N = x.shape[0], v0.numel()
+        xs = x.detach().contiguous().reshape(T, N).numpy()
+        dtype = xs.dtype
+        S, M, I = (np.empty((T, N), dtype=dtype) for _ in range(3))
+        flags = np.empty((T, N), dtype=np.uint8)
+        v_out, i_out, countdown_out = np.empty(N, dtype=dtype), np.empty(N, dtype=dtype), np.empty(N, dtype=np.int64)
+        params = rate_m, rate_s, v_leak, v_th, v_reset
+        numba_current_lif.current_lif_forward(
+            xs, _flat(v0, shape), _flat(i0, shape), countdown0.expand(shape).contiguous().reshape(-1).numpy(),
+            *(_flat(param, shape) for param in params), input_after, refractory_steps,
+            numba_neurons.chunk_width(N, numba_neurons.FORWARD_WIDEST), S, M, I, flags, v_out, i_out, countdown_out,
+        )  # fmt: skip
+        ctx.sg, ctx.input_after = (sg_name, sg_kind, sg_args), input_after
+        M_t = torch.from_numpy(M).view(x.shape)
+        ctx.save_for_backward(x, v0, i0, *params, M_t, torch.from_numpy(I), torch.from_numpy(flags))
+        countdown = torch.from_numpy(countdown_out).view(shape)
+        ctx.mark_non_differentiable(countdown)
+        return torch.from_numpy(S).view(x.shape), M_t, torch.from_numpy(v_out).view(shape), torch.from_numpy(i_out).view(shape), countdown
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_i, _g_countdown):
+        x, v0, i0, *params, M, I, flags = ctx.saved_tensors
+        shape, T, N = v0.shape, x.shape[0], v0.numel()
+        dtype = M.numpy().dtype
+        sg_name, sg_kind, sg_args = ctx.sg
+
+        def final(grad):
+            return _flat(grad, shape) if grad is not None else np.zeros(N, dtype)
+
+        gx = np.empty((T, N), dtype=dtype)
+        g_v0, g_i0, *g_params = (np.empty(N, dtype=np.float64) for _ in range(7))
+        numba_current_lif.current_lif_backward(
+            *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype),
+            final(g_final_v), final(g_final_i), x.detach().contiguous().reshape(T, N).numpy(),
+            M.reshape(T, N).numpy(), I.numpy(), _flat(v0, shape), _flat(i0, shape), flags.numpy(),
+            *(_flat(param, shape) for param in params), ctx.input_after, sg_kind, sg_args,
+            numba_neurons.surrogate_constants(sg_name, sg_args, dtype),
+            numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), gx, g_v0, g_i0, *g_params,
+        )  # fmt: skip
+
+        need = ctx.needs_input_grad
+        return (
+            torch.from_numpy(gx).view(x.shape) if need[0] else None,
+            torch.from_numpy(g_v0).to(v0.dtype).view(shape) if need[1] else None,
+            torch.from_numpy(g_i0).to(i0.dtype).view(shape) if need[2] else None,
+            *(_param_grad(g, param, shape) if need[3 + k] else None for k, (g, param) in enumerate(zip(g_params, params))),
+            *(None,) * 6,  # countdown0, refractory_steps, input_after, sg_name, sg_kind, sg_args
+        )
+
+
+def _has_current_lif_spec(profile) -> bool:
+    return callable(getattr(profile, "current_lif_spec", None))
+
+
 def _has_kernel_spec(profile) -> bool:
     return callable(getattr(profile, "kernel_spec", None))
 
@@ -265,10 +326,11 @@ class NumbaLIFProvider:
             return "numba kernels run on CPU tensors only"
         if grad != "exact":
             return "the numba kernels compute exact BPTT gradients only"
-        if not profile.fast_lif_capable and not _has_kernel_spec(profile) and not _has_alif_spec(profile):
+        compiled = (_has_kernel_spec(profile), _has_alif_spec(profile), _has_current_lif_spec(profile))
+        if not profile.fast_lif_capable and not any(compiled):
             return (
                 f"no compiled kernel for {profile.describe()} (only the paper's LIF and ALIF, snnTorch Leaky "
-                "with a delayed reset, SpikingJelly LIF, Norse LIFBox)"
+                "with a delayed reset, SpikingJelly LIF, Norse LIFBox and LIF)"
             )
         surrogate = profile.surrogate
         if not isinstance(surrogate, sg.Surrogate) or surrogate.kind not in numba_lif.SURROGATE_KINDS:
@@ -279,6 +341,8 @@ class NumbaLIFProvider:
         p = profile.prepare(params)
         if _has_alif_spec(profile):
             return self._run_alif(profile, p, x, refractory_steps, state)
+        if _has_current_lif_spec(profile):
+            return self._run_current_lif(profile, p, x, refractory_steps, state)
         if not profile.fast_lif_capable:
             return self._run_neuron(profile, p, x, refractory_steps, state)
         L = refractory_steps + 1
@@ -309,6 +373,17 @@ class NumbaLIFProvider:
             numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
         )  # fmt: skip
         return spikes, membrane, {"v": v, "a": a, "refractory": countdown}
+
+    @staticmethod
+    def _run_current_lif(profile, p, x, refractory_steps, state):
+        s, countdown = NumbaLIFProvider._initial(profile, p, x, state)
+        surrogate, shape = profile.surrogate, x.shape[1:]
+        *tensors, input_after = profile.current_lif_spec(p)
+        spikes, membrane, v, i, countdown = _NumbaCurrentLIF.apply(
+            x, s["v"].expand(shape), s["i"].expand(shape), *tensors, countdown, refractory_steps, input_after,
+            surrogate.kind, numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
+        )  # fmt: skip
+        return spikes, membrane, {"v": v, "i": i, "refractory": countdown}
 
     @staticmethod
     def _run_neuron(profile, p, x, refractory_steps, state):

@@ -139,8 +139,19 @@ def norse_lif_box(tau_mem_inv: float | None = None, v_th: float | None = None, s
         options["v_th"] = torch.tensor(v_th)
     if subtract_reset:
         options["reset_method"] = reset_subtract
-    cell = norse_torch.LIFBoxCell(norse_torch.LIFBoxParameters(**options))
+    return _norse_loop(norse_torch.LIFBoxCell(norse_torch.LIFBoxParameters(**options)))
 
+
+def norse_lif() -> Runner:
+    """Norse ``LIFCell`` (current-based; defaults) in a per-step loop over ``x.unbind(0)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import norse.torch as norse_torch
+
+    return _norse_loop(norse_torch.LIFCell())
+
+
+def _norse_loop(cell) -> Runner:
     def run(x):
         state, spikes = None, []
         for xt in x.unbind(0):
@@ -200,6 +211,10 @@ CASES = (
     Case(
         "norse_lif_box", "norse", "LIFBoxCell loop (input x300)",
         norse_lif_box, lambda: make_profile("norse_lif_box"), {}, input_scale=300.0,
+    ),
+    Case(
+        "norse_lif", "norse", "LIFCell loop (input x300)",
+        norse_lif, lambda: make_profile("norse_lif"), {}, input_scale=300.0,
     ),
     Case(
         "paper_lif", "snntorch", "snntorch.Leaky(beta=0.9, reset_mechanism='zero') loop",

@@ -78,8 +78,8 @@ def test_device_mismatch_is_reported():
 
 
 def test_provider_refusal_names_the_reason():
-    with pytest.raises(ValueError, match="numba.*no compiled kernel for norse_lsnn"):
-        block_neuron(X, "norse_lsnn", {}, backend="numba")
+    with pytest.raises(ValueError, match="numba.*no compiled kernel for norse_lif_refrac"):
+        block_neuron(X, "norse_lif_refrac", {}, backend="numba")
 
 
 def test_process_wide_and_environment_backend(monkeypatch):

@@ -93,7 +93,7 @@ def _run(profile, params, R, x, state, terms, backend):
     leaves = {"x": x, **params}
     if state is not None:
         state = {k: v.clone() for k, v in state.items()}
-        for name in ("v", "a"):  # the membrane (every profile) and the paper ALIF's adaptation
+        for name in ("v", "a", "i", "b"):  # membrane, the paper ALIF's adaptation, Norse's current and threshold
             if name in state:
                 leaves[f"{name}0"] = state[name].requires_grad_()
     result = block_neuron(x, profile, params, R, backend=backend, state=state)
@@ -143,7 +143,7 @@ def _check(problem):
     # rounding as measured on the reference: its distance from the same gradients computed in float64. The input
     # and initial-membrane gradients (one term per element) are held to their own scale.
     all_scale = max(float(g.abs().max()) for g in ref_grads.values() if g is not None and g.numel())
-    step_scale = max(float(ref_grads[k].abs().max()) for k in ("x", "v0", "a0") if ref_grads.get(k) is not None)
+    step_scale = max(float(ref_grads[k].abs().max()) for k in ("x", "v0", "a0", "i0", "b0") if ref_grads.get(k) is not None)
     grads64 = _float64_reference_grads(problem) if x.dtype == torch.float32 else None
     for name, g_ref in ref_grads.items():
         g_got = got_grads[name]
@@ -152,12 +152,12 @@ def _check(problem):
             continue
         assert g_got is not None, name
         own = float(g_ref.abs().max())
-        if name in ("x", "v0", "a0"):
+        if name in ("x", "v0", "a0", "i0", "b0"):
             scale = own
         else:
             scale = max(own, all_scale if x.dtype == torch.float32 else step_scale)
         allowed = rtol * max(scale, 1e-12) + rtol * g_ref.abs()
-        if grads64 is not None and name not in ("x", "v0", "a0"):
+        if grads64 is not None and name not in ("x", "v0", "a0", "i0", "b0"):
             allowed = allowed + 4 * (grads64[name] - g_ref.double()).abs().to(g_ref.dtype)
         error = (g_got - g_ref).abs()
         assert bool((error <= allowed).all()), (
@@ -257,7 +257,7 @@ def test_norse_lif_box_cell_matches_kernel():
     torch.testing.assert_close(our_grad, native_grad, rtol=1e-5, atol=1e-5 * float(native_grad.abs().max()))
 
 
-@pytest.mark.parametrize("name", ["spikingjelly_lif", "norse_lif_box", "snntorch_leaky", "paper_lif", "paper"])
+@pytest.mark.parametrize("name", ["spikingjelly_lif", "norse_lif_box", "snntorch_leaky", "paper_lif", "paper", "norse_lif", "norse_lsnn"])
 def test_several_chunks_with_a_short_last_one(name):
     """Enough neurons for several parallel chunks (the last one shorter), per-neuron parameters and an
     initial state mid-refractory: still the reference's spikes, membranes, state and gradients."""
@@ -269,6 +269,11 @@ def test_several_chunks_with_a_short_last_one(name):
     elif name == "norse_lif_box":
         profile, scale, offset = make_profile("norse_lif_box", reset_method="subtract"), 300.0, 200.0
         params = {"tau_mem_inv": _uniform(gen, 50.0, 200.0, (1201,), torch.float32)}
+    elif name in ("norse_lif", "norse_lsnn"):  # numba_current_lif
+        profile, scale, offset = make_profile(name), 300.0, 200.0
+        params = {"tau_mem_inv": _uniform(gen, 50.0, 200.0, (1201,), torch.float32), "tau_syn_inv": torch.tensor(150.0)}
+        if name == "norse_lsnn":
+            params["tau_adapt_inv"] = _uniform(gen, 1.0, 20.0, (1201,), torch.float32)
     else:  # the LIF fast path's kernels (numba_lif) and the paper's ALIF (numba_alif)
         profile, scale, offset = make_profile(name), 1.0, 0.3
         params = {"beta": _uniform(gen, 0.5, 0.99, (1201,), torch.float32), "threshold": torch.tensor(1.0)}
@@ -279,4 +284,8 @@ def test_several_chunks_with_a_short_last_one(name):
     state = {"v": torch.randn(neuron_shape, generator=gen) * 0.5, "refractory": torch.randint(0, 4, neuron_shape, generator=gen)}
     if name == "paper":
         state["a"] = torch.rand(neuron_shape, generator=gen)
+    if name in ("norse_lif", "norse_lsnn"):
+        state["i"] = torch.randn(neuron_shape, generator=gen) * 100
+    if name == "norse_lsnn":
+        state["b"] = 1 + torch.rand(neuron_shape, generator=gen)
     _check((profile, params, 3, x, state, (1, 1, 1)))

@@ -142,13 +142,13 @@ def norse_lif_box(tau_mem_inv: float | None = None, v_th: float | None = None, s
     return _norse_loop(norse_torch.LIFBoxCell(norse_torch.LIFBoxParameters(**options)))
 
 
-def norse_lif() -> Runner:
-    """Norse ``LIFCell`` (current-based; defaults) in a per-step loop over ``x.unbind(0)``."""
+def norse_cell(name: str) -> Runner:
+    """A Norse cell (``LIFCell``, ``LSNNCell``; default parameters) in a per-step loop over ``x.unbind(0)``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import norse.torch as norse_torch
 
-    return _norse_loop(norse_torch.LIFCell())
+    return _norse_loop(getattr(norse_torch, name)())
 
 
 def _norse_loop(cell) -> Runner:
@@ -214,7 +214,11 @@ CASES = (
     ),
     Case(
         "norse_lif", "norse", "LIFCell loop (input x300)",
-        norse_lif, lambda: make_profile("norse_lif"), {}, input_scale=300.0,
+        lambda: norse_cell("LIFCell"), lambda: make_profile("norse_lif"), {}, input_scale=300.0,
+    ),
+    Case(
+        "norse_lsnn", "norse", "LSNNCell loop (input x300)",
+        lambda: norse_cell("LSNNCell"), lambda: make_profile("norse_lsnn"), {}, input_scale=300.0,
     ),
     Case(
         "paper_lif", "snntorch", "snntorch.Leaky(beta=0.9, reset_mechanism='zero') loop",

@@ -54,7 +54,8 @@ class AdaptiveLIFSpec(NamedTuple):
 class CurrentLIFSpec(NamedTuple):
     """A current-based LIF for the compiled kernels (``providers.numba_current_lif``), with its rates as
     Norse evaluates them (``rate_m = dt*tau_mem_inv``, ``rate_s = -dt*tau_syn_inv``); ``input_after``: the
-    input joins the current after the update (Norse 1.0). Tensors carry their autograd history."""
+    input joins the current after the update (Norse 1.0, LSNN). With ``rate_a`` (``dt*tau_adapt_inv``) and
+    ``jump`` the threshold adapts (LSNN). Tensors carry their autograd history."""
 
     rate_m: torch.Tensor
     rate_s: torch.Tensor
@@ -62,6 +63,8 @@ class CurrentLIFSpec(NamedTuple):
     v_th: torch.Tensor
     v_reset: torch.Tensor
     input_after: bool
+    rate_a: torch.Tensor | None = None
+    jump: torch.Tensor | None = None
 
 
 class NeuronKernelSpec(NamedTuple):
@@ -625,6 +628,13 @@ class NorseLSNN(_NorseProfile):
             "i": charged["i"],
             "b": charged["b"] + spike * p["beta"],
         }
+
+    def current_lif_spec(self, p: Params) -> CurrentLIFSpec:
+        """This neuron for the compiled kernels (the rates computed as in ``charge``)."""
+        return CurrentLIFSpec(
+            p["dt"] * p["tau_mem_inv"], -p["dt"] * p["tau_syn_inv"], p["v_leak"], p["v_th"], p["v_reset"],
+            True, p["dt"] * p["tau_adapt_inv"], p["beta"],
+        )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The numba provider: compiled CPU kernels for the LIF fast path (see ``numba_lif``), for the
 one-variable neurons that describe themselves with ``kernel_spec`` (SpikingJelly LIF, Norse LIFBox; see
 ``numba_neurons``), for the paper's adaptive LIF (``alif_spec``; see ``numba_alif``) and for the
-current-based LIF of Norse (``current_lif_spec``; see ``numba_current_lif``).
+current-based LIF and LSNN of Norse (``current_lif_spec``; see ``numba_current_lif``).
 
 Registered only when numba imports. It supports CPU tensors, those profiles and the built-in surrogates;
 ``backend="auto"`` prefers it there and falls back to the torch provider otherwise.
@@ -246,33 +246,40 @@ class _NumbaALIF(torch.autograd.Function):
 
 
 class _NumbaCurrentLIF(torch.autograd.Function):
-    """The current-based LIF (``numba_current_lif``): spikes, membranes, final v, i and countdown."""
+    """The current-based LIF and its adaptive-threshold variant (``numba_current_lif``): spikes, membranes,
+    final v, i, b (the threshold; v_th without adaptation) and countdown."""
 
     @staticmethod
-    def forward(ctx, x, v0, i0, rate_m, rate_s, v_leak, v_th, v_reset, countdown0, refractory_steps, input_after, sg_name, sg_kind, sg_args):
+    def forward(ctx, x, v0, i0, b0, rate_m, rate_s, rate_a, v_leak, v_th, v_reset, jump, countdown0, refractory_steps, input_after, sg_name, sg_kind, sg_args):
         shape = x.shape[1:]
         T, N = x.shape[0], v0.numel()
         xs = x.detach().contiguous().reshape(T, N).numpy()
         dtype = xs.dtype
+        adaptive = b0 is not None
         S, M, I = (np.empty((T, N), dtype=dtype) for _ in range(3))
+        B = np.empty((T, N) if adaptive else (1, N), dtype=dtype)
         flags = np.empty((T, N), dtype=np.uint8)
-        v_out, i_out, countdown_out = np.empty(N, dtype=dtype), np.empty(N, dtype=dtype), np.empty(N, dtype=np.int64)
-        params = rate_m, rate_s, v_leak, v_th, v_reset
+        v_out, i_out, b_out = (np.empty(N, dtype=dtype) for _ in range(3))
+        countdown_out = np.empty(N, dtype=np.int64)
+        params = rate_m, rate_s, rate_a, v_leak, v_th, v_reset, jump
         numba_current_lif.current_lif_forward(
-            xs, _flat(v0, shape), _flat(i0, shape), countdown0.expand(shape).contiguous().reshape(-1).numpy(),
-            *(_flat(param, shape) for param in params), input_after, refractory_steps,
-            numba_neurons.chunk_width(N, numba_neurons.FORWARD_WIDEST), S, M, I, flags, v_out, i_out, countdown_out,
+            xs, _flat(v0, shape), _flat(i0, shape), _optional(b0, shape, N, dtype),
+            countdown0.expand(shape).contiguous().reshape(-1).numpy(),
+            *(_optional(param, shape, N, dtype) for param in params), input_after, adaptive, refractory_steps,
+            numba_neurons.chunk_width(N, numba_neurons.FORWARD_WIDEST), S, M, I, B, flags, v_out, i_out, b_out,
+            countdown_out,
         )  # fmt: skip
-        ctx.sg, ctx.input_after = (sg_name, sg_kind, sg_args), input_after
+        ctx.sg, ctx.input_after, ctx.adaptive = (sg_name, sg_kind, sg_args), input_after, adaptive
         M_t = torch.from_numpy(M).view(x.shape)
-        ctx.save_for_backward(x, v0, i0, *params, M_t, torch.from_numpy(I), torch.from_numpy(flags))
+        ctx.save_for_backward(x, v0, i0, b0, *params, M_t, torch.from_numpy(I), torch.from_numpy(B), torch.from_numpy(flags))
         countdown = torch.from_numpy(countdown_out).view(shape)
         ctx.mark_non_differentiable(countdown)
-        return torch.from_numpy(S).view(x.shape), M_t, torch.from_numpy(v_out).view(shape), torch.from_numpy(i_out).view(shape), countdown
+        outputs = torch.from_numpy(v_out).view(shape), torch.from_numpy(i_out).view(shape), torch.from_numpy(b_out).view(shape)
+        return torch.from_numpy(S).view(x.shape), M_t, *outputs, countdown
 
     @staticmethod
-    def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_i, _g_countdown):
-        x, v0, i0, *params, M, I, flags = ctx.saved_tensors
+    def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_i, g_final_b, _g_countdown):
+        x, v0, i0, b0, *params, M, I, B, flags = ctx.saved_tensors
         shape, T, N = v0.shape, x.shape[0], v0.numel()
         dtype = M.numpy().dtype
         sg_name, sg_kind, sg_args = ctx.sg
@@ -281,14 +288,14 @@ class _NumbaCurrentLIF(torch.autograd.Function):
             return _flat(grad, shape) if grad is not None else np.zeros(N, dtype)
 
         gx = np.empty((T, N), dtype=dtype)
-        g_v0, g_i0, *g_params = (np.empty(N, dtype=np.float64) for _ in range(7))
+        g_v0, g_i0, g_b0, *g_params = (np.empty(N, dtype=np.float64) for _ in range(10))
         numba_current_lif.current_lif_backward(
             *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype),
-            final(g_final_v), final(g_final_i), x.detach().contiguous().reshape(T, N).numpy(),
-            M.reshape(T, N).numpy(), I.numpy(), _flat(v0, shape), _flat(i0, shape), flags.numpy(),
-            *(_flat(param, shape) for param in params), ctx.input_after, sg_kind, sg_args,
-            numba_neurons.surrogate_constants(sg_name, sg_args, dtype),
-            numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), gx, g_v0, g_i0, *g_params,
+            final(g_final_v), final(g_final_i), final(g_final_b), x.detach().contiguous().reshape(T, N).numpy(),
+            M.reshape(T, N).numpy(), I.numpy(), B.numpy(), _flat(v0, shape), _flat(i0, shape),
+            _optional(b0, shape, N, dtype), flags.numpy(), *(_optional(param, shape, N, dtype) for param in params),
+            ctx.input_after, ctx.adaptive, sg_kind, sg_args, numba_neurons.surrogate_constants(sg_name, sg_args, dtype),
+            numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), gx, g_v0, g_i0, g_b0, *g_params,
         )  # fmt: skip
 
         need = ctx.needs_input_grad
@@ -296,9 +303,15 @@ class _NumbaCurrentLIF(torch.autograd.Function):
             torch.from_numpy(gx).view(x.shape) if need[0] else None,
             torch.from_numpy(g_v0).to(v0.dtype).view(shape) if need[1] else None,
             torch.from_numpy(g_i0).to(i0.dtype).view(shape) if need[2] else None,
-            *(_param_grad(g, param, shape) if need[3 + k] else None for k, (g, param) in enumerate(zip(g_params, params))),
+            torch.from_numpy(g_b0).to(b0.dtype).view(shape) if need[3] else None,
+            *(_param_grad(g, param, shape) if need[4 + k] else None for k, (g, param) in enumerate(zip(g_params, params))),
             *(None,) * 6,  # countdown0, refractory_steps, input_after, sg_name, sg_kind, sg_args
         )
+
+
+def _optional(t: torch.Tensor | None, shape, N: int, dtype) -> np.ndarray:
+    """A per-neuron array of ``t``, or an unread placeholder where the kernel has no use for it."""
+    return _flat(t, shape) if t is not None else np.zeros(N, dtype)
 
 
 def _has_current_lif_spec(profile) -> bool:
@@ -330,7 +343,7 @@ class NumbaLIFProvider:
         if not profile.fast_lif_capable and not any(compiled):
             return (
                 f"no compiled kernel for {profile.describe()} (only the paper's LIF and ALIF, snnTorch Leaky "
-                "with a delayed reset, SpikingJelly LIF, Norse LIFBox and LIF)"
+                "with a delayed reset, SpikingJelly LIF, Norse LIFBox, LIF and LSNN)"
             )
         surrogate = profile.surrogate
         if not isinstance(surrogate, sg.Surrogate) or surrogate.kind not in numba_lif.SURROGATE_KINDS:
@@ -378,12 +391,15 @@ class NumbaLIFProvider:
     def _run_current_lif(profile, p, x, refractory_steps, state):
         s, countdown = NumbaLIFProvider._initial(profile, p, x, state)
         surrogate, shape = profile.surrogate, x.shape[1:]
-        *tensors, input_after = profile.current_lif_spec(p)
-        spikes, membrane, v, i, countdown = _NumbaCurrentLIF.apply(
-            x, s["v"].expand(shape), s["i"].expand(shape), *tensors, countdown, refractory_steps, input_after,
+        spec = profile.current_lif_spec(p)
+        b0 = s["b"].expand(shape) if "b" in s else None  # the adaptive threshold (LSNN)
+        spikes, membrane, v, i, b, countdown = _NumbaCurrentLIF.apply(
+            x, s["v"].expand(shape), s["i"].expand(shape), b0, spec.rate_m, spec.rate_s, spec.rate_a, spec.v_leak,
+            spec.v_th, spec.v_reset, spec.jump, countdown, refractory_steps, spec.input_after,
             surrogate.kind, numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
         )  # fmt: skip
-        return spikes, membrane, {"v": v, "i": i, "refractory": countdown}
+        final = {"v": v, "i": i, "b": b} if b0 is not None else {"v": v, "i": i}
+        return spikes, membrane, {**final, "refractory": countdown}
 
     @staticmethod
     def _run_neuron(profile, p, x, refractory_steps, state):

@@ -102,12 +102,10 @@ def lif_forward(x, v0, decay, thr, graded, entry0, L, strict, reentry_zero, reen
         zero = decay[lo] - decay[lo]  # +0 in the input's dtype
         for t in range(T):
             k = t % L
-            if k == 0 and t > 0:
-                for i in range(width):
-                    block_spike[t // L - 1, lo + i] = j0[i]
-                    entry[i] = j0[i] if j0[i] < L else -1
-                    j0[i] = L
-            x_row, U_row, S_row = x[t, lo:hi], U[t, lo:hi], S[t, lo:hi]
+            # at a block's last step each neuron records its spike position (L: none) and sets up the next
+            # block: re-entry at that position (-1: none), no spike yet (in the step loop: no separate pass)
+            block_end = (k == L - 1) & (t < T - 1)
+            x_row, U_row, S_row, spike_row = x[t, lo:hi], U[t, lo:hi], S[t, lo:hi], block_spike[t // L, lo:hi]
             M_row = M[t, lo:hi] if post_zero else scratch
             for i in range(width):
                 e, j, v_i, x_i, d_i, t_i, g_i = entry[i], j0[i], v[i], x_row[i], dec[i], th[i], gr[i]
@@ -121,14 +119,16 @@ def lif_forward(x, v0, decay, thr, graded, entry0, L, strict, reentry_zero, reen
                 u = subtracted if (reentry_subtract and reentering) else u
                 u = v_i if held else u
                 fired = (not held) & ((u > t_i) if strict else (u >= t_i))
-                j0[i] = k if fired else j
+                j = k if fired else j
+                spike_row[i] = j
+                j0[i] = L if block_end else j
+                entry[i] = (j if j < L else -1) if block_end else e
                 U_row[i] = u
                 S_row[i] = g_i if fired else zero
                 u = zero if (post_zero and fired) else u  # otherwise the reported membrane is U itself
                 M_row[i] = u
                 v[i] = u
         for i in range(width):
-            block_spike[(T - 1) // L, lo + i] = j0[i]
             v_out[lo + i] = v[i]
             entry_out[lo + i] = entry[i]
             spike_out[lo + i] = j0[i]
@@ -154,13 +154,20 @@ def lif_backward(g_spikes, spikes_uniform, has_g_spikes, g_membrane, membrane_un
         th, e0 = thr[lo:hi].copy(), entry0[lo:hi].copy()
         gd, gt, gg, sgd = np.zeros(width), np.zeros(width), np.zeros(width), np.zeros(width)
         entry, spike = np.empty(width), np.empty(width)  # the current block's live window: entry..spike
+        e0f, Lf = e0.astype(np.float64), np.float64(L)
         for t in range(T - 1, -1, -1):
             b, k = t // L, t % L
             if t == T - 1 or k == L - 1:  # a new block (going backwards): rebuild its window once
+                spike_row = block_spike[b, lo:hi]
                 for i in range(width):
-                    before = block_spike[b - 1, lo + i] if b > 0 else L
-                    entry[i] = e0[i] if b == 0 else (before if before < L else -1)
-                    spike[i] = block_spike[b, lo + i]
+                    spike[i] = np.float64(spike_row[i])
+                if b > 0:  # re-entry at the previous block's spike position (-1: none)
+                    before_row = block_spike[b - 1, lo:hi]
+                    for i in range(width):
+                        before = np.float64(before_row[i])
+                        entry[i] = before if before < Lf else -1.0
+                else:
+                    entry[:] = e0f
             U_row, gx_row = U[t, lo:hi], gx[t, lo:hi]
             gs_row = g_spikes[0 if spikes_uniform else t, lo:hi]
             gm_row = g_membrane[0 if membrane_uniform else t, lo:hi]

@@ -27,6 +27,11 @@ def _flat(t: torch.Tensor, shape) -> np.ndarray:
     return t.detach().expand(shape).contiguous().reshape(-1).numpy()
 
 
+def _optional(t: torch.Tensor | None, shape, N: int, dtype) -> np.ndarray:
+    """A per-neuron array of ``t``, or zeros (an unused output's gradient, or a placeholder the kernel does not read)."""
+    return _flat(t, shape) if t is not None else np.zeros(N, dtype)
+
+
 def _rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> np.ndarray:
     """An output's incoming gradient as [T, N] for a kernel. No .contiguous(): the gradient of a .sum()
     arrives expanded (stride 0) and numba reads it as is; an unused output (None) reads as zeros through a
@@ -96,7 +101,7 @@ class _NumbaLIF(torch.autograd.Function):
         g_v0, g_decay, g_thr, g_graded = (np.empty(N, dtype=np.float64) for _ in range(4))
         numba_lif.lif_backward(
             *_uniform_or_rows(g_spikes, T, N, dtype), g_spikes is not None, *_uniform_or_rows(g_membrane, T, N, dtype),
-            _flat(g_final_v, shape) if g_final_v is not None else np.zeros(N, dtype),
+            _optional(g_final_v, shape, N, dtype),
             block_spike.numpy(), entry0.reshape(-1).contiguous().numpy(), ctx.block_len,
             U.reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
             _flat(decay, shape), _flat(threshold, shape),
@@ -171,7 +176,7 @@ class _NumbaNeuron(torch.autograd.Function):
         g_coef, g_leak, g_thr, g_reset = (np.empty(N, dtype=np.float64) for _ in range(4))
         numba_neurons.neuron_backward(
             _rows(g_spikes, T, N, dtype), _rows(g_membrane, T, N, dtype),
-            _flat(g_final_v, shape) if g_final_v is not None else np.zeros(N, dtype),
+            _optional(g_final_v, shape, N, dtype),
             x.detach().contiguous().reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
             flags.numpy(), ctx.mode, arrays[0], np.array([spec.charge_offset], dtype=dtype), arrays[1],
             arrays[2], spec.soft_reset, arrays[3], spec.detach_reset, ctx.sg[0], ctx.sg[1],
@@ -222,14 +227,12 @@ class _NumbaALIF(torch.autograd.Function):
         dtype = M.numpy().dtype
         params = beta, threshold, adaptation_decay, adaptation_strength
 
-        def final(grad):
-            return _flat(grad, shape) if grad is not None else np.zeros(N, dtype)
-
         gx = np.empty((T, N), dtype=dtype)
         g_v0, g_a0, *g_params = (np.empty(N, dtype=np.float64) for _ in range(6))
         numba_alif.alif_backward(
             *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype),
-            final(g_final_v), final(g_final_a), x.detach().contiguous().reshape(T, N).numpy(),
+            _optional(g_final_v, shape, N, dtype), _optional(g_final_a, shape, N, dtype),
+            x.detach().contiguous().reshape(T, N).numpy(),
             M.reshape(T, N).numpy(), A.numpy(), _flat(v0, shape), _flat(a0, shape), flags.numpy(),
             *(_flat(param, shape) for param in params), ctx.sg[0], ctx.sg[1],
             numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), gx, g_v0, g_a0, *g_params,
@@ -284,14 +287,12 @@ class _NumbaCurrentLIF(torch.autograd.Function):
         dtype = M.numpy().dtype
         sg_name, sg_kind, sg_args = ctx.sg
 
-        def final(grad):
-            return _flat(grad, shape) if grad is not None else np.zeros(N, dtype)
-
         gx = np.empty((T, N), dtype=dtype)
         g_v0, g_i0, g_b0, *g_params = (np.empty(N, dtype=np.float64) for _ in range(10))
         numba_current_lif.current_lif_backward(
             *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype),
-            final(g_final_v), final(g_final_i), final(g_final_b), x.detach().contiguous().reshape(T, N).numpy(),
+            _optional(g_final_v, shape, N, dtype), _optional(g_final_i, shape, N, dtype),
+            _optional(g_final_b, shape, N, dtype), x.detach().contiguous().reshape(T, N).numpy(),
             M.reshape(T, N).numpy(), I.numpy(), B.numpy(), _flat(v0, shape), _flat(i0, shape),
             _optional(b0, shape, N, dtype), flags.numpy(), *(_optional(param, shape, N, dtype) for param in params),
             ctx.input_after, ctx.adaptive, sg_kind, sg_args, numba_neurons.surrogate_constants(sg_name, sg_args, dtype),
@@ -307,11 +308,6 @@ class _NumbaCurrentLIF(torch.autograd.Function):
             *(_param_grad(g, param, shape) if need[4 + k] else None for k, (g, param) in enumerate(zip(g_params, params))),
             *(None,) * 6,  # countdown0, refractory_steps, input_after, sg_name, sg_kind, sg_args
         )
-
-
-def _optional(t: torch.Tensor | None, shape, N: int, dtype) -> np.ndarray:
-    """A per-neuron array of ``t``, or an unread placeholder where the kernel has no use for it."""
-    return _flat(t, shape) if t is not None else np.zeros(N, dtype)
 
 
 def _has_current_lif_spec(profile) -> bool:

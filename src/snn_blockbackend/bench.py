@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import importlib.metadata
 import json
 import logging
@@ -52,11 +53,13 @@ Runner = Callable[[torch.Tensor], torch.Tensor]  # input [T, ...] -> spikes [T, 
 # timing
 # ---------------------------------------------------------------------------------------------
 def median_ms(fn: Callable, reps: int, setup: Callable | None = None):
-    """Median wall time of ``fn()`` in ms over ``reps`` runs after one untimed warm-up; and the last result."""
+    """Median wall time of ``fn()`` in ms over ``reps`` runs after one untimed warm-up; and the last result.
+    Python's garbage is collected before each run (untimed), so no run pays for an earlier one's."""
     times, result = [], None
     for i in range(reps + 1):
         if setup is not None:
             setup()
+        gc.collect()
         start = time.perf_counter()
         result = fn()
         elapsed = time.perf_counter() - start

@@ -160,9 +160,12 @@ def neuron_forward(x, v0, countdown0, mode, coef, offset, leak, thr, strict, sof
 
 
 @numba.njit(parallel=True, cache=True)
-def neuron_backward(g_spikes, g_membrane, g_final_v, x, M, v0, F, mode, coef, offset, leak, thr, soft_reset, reset_value, detach_reset, sg_kind, sg_args, sg_consts, chunk, gx, g_v0, g_coef, g_leak, g_thr, g_reset_value):
+def neuron_backward(g_spikes, spikes_uniform, g_membrane, membrane_uniform, g_final_v, x, M, v0, F, mode, coef, offset, leak, thr, soft_reset, reset_value, detach_reset, sg_kind, sg_args, sg_consts, chunk, gx, g_v0, g_coef, g_leak, g_thr, g_reset_value):
     T, N = x.shape
     n_chunks = (N + chunk - 1) // chunk
+    # the reset's switches as 0/1 factors
+    soft, attached = 1.0 if soft_reset else 0.0, 0.0 if detach_reset else 1.0
+    hard = 1.0 - soft
     for c in numba.prange(n_chunks):
         lo = c * chunk
         hi = min(N, lo + chunk)
@@ -209,26 +212,27 @@ def neuron_backward(g_spikes, g_membrane, g_final_v, x, M, v0, F, mode, coef, of
             for i in range(width):
                 margin[i] = h[i] - thr_c[i]
             _surrogate_row(sg_kind, sg_args, sg_consts, margin, sgd)
+            gs_row = g_spikes[0 if spikes_uniform else t, lo:hi]
+            gm_row = g_membrane[0 if membrane_uniform else t, lo:hi]
             for i in range(width):
-                # every load first, then selects only (vectorizes; see the forward)
-                n = lo + i
-                flag, a_prev, g_out, g_mem = F_row[i], a[i], np.float64(g_spikes[t, n]), np.float64(g_membrane[t, n])
+                # masks as 0/1 factors, selections as products (exact for finite values): no branches
+                flag, a_prev, g_out, g_mem = F_row[i], a[i], np.float64(gs_row[i]), np.float64(gm_row[i])
                 h_i, x_i, v_i = np.float64(h[i]), np.float64(x_row[i]), np.float64(v_row[i])
                 a_i = a_prev + g_mem
-                live = flag != REFRACTORY
-                s = 1.0 if flag == SPIKED else 0.0
+                live = np.float64(flag != REFRACTORY)
+                s = np.float64(flag == SPIKED)
                 # reset: dv'/dh and dv'/dS (hard: S*Vr + (1-S)*h; soft: h - S*thr)
-                d_h = 1.0 if soft_reset else 1.0 - s
-                d_s = -thr64[i] if soft_reset else rv64[i] - h_i
-                a_s = a_i * s if live else 0.0
-                gt[i] -= a_s if soft_reset else 0.0
-                gr[i] += 0.0 if soft_reset else a_s
-                g_s = g_out if detach_reset else g_out + a_i * d_s
-                g_margin = g_s * sgd[i] if live else 0.0
+                d_h = 1.0 - hard * s
+                d_s = soft * -thr64[i] + hard * (rv64[i] - h_i)
+                a_s = a_i * s * live
+                gt[i] -= soft * a_s
+                gr[i] += hard * a_s
+                g_s = g_out + attached * a_i * d_s
+                g_margin = g_s * sgd[i] * live
                 gt[i] -= g_margin
-                g_h = a_i * d_h + g_margin if live else 0.0
+                g_h = (a_i * d_h + g_margin) * live
                 gx_row[i] = g_h * kdx[i]
-                a[i] = g_h * kdv[i] if live else a_i  # refractory: v passes through unchanged
+                a[i] = g_h * kdv[i] + a_i * (1.0 - live)  # refractory: v passes through unchanged
                 gc[i] += g_h * (kcx[i] * x_i + kcv[i] * v_i + kc0[i])
                 gl[i] += g_h * kl[i]
         for i in range(width):

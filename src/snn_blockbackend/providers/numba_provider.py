@@ -32,15 +32,6 @@ def _optional(t: torch.Tensor | None, shape, N: int, dtype) -> np.ndarray:
     return _flat(t, shape) if t is not None else np.zeros(N, dtype)
 
 
-def _rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> np.ndarray:
-    """An output's incoming gradient as [T, N] for a kernel. No .contiguous(): the gradient of a .sum()
-    arrives expanded (stride 0) and numba reads it as is; an unused output (None) reads as zeros through a
-    stride-0 view, so the kernels load unconditionally."""
-    if grad is None:
-        return np.broadcast_to(np.zeros((1, 1), dtype), (T, N))
-    return grad.detach().reshape(T, N).numpy()
-
-
 def _uniform_or_rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> tuple[np.ndarray, bool]:
     """An output's incoming gradient for ``lif_backward``: (one contiguous row, True) where it is the same at
     every step (None: zeros; the expanded scalar of a ``.sum()``), else ([T, N] contiguous, False).
@@ -175,7 +166,7 @@ class _NumbaNeuron(torch.autograd.Function):
         g_v0 = np.empty(N, dtype=np.float64)
         g_coef, g_leak, g_thr, g_reset = (np.empty(N, dtype=np.float64) for _ in range(4))
         numba_neurons.neuron_backward(
-            _rows(g_spikes, T, N, dtype), _rows(g_membrane, T, N, dtype),
+            *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype),
             _optional(g_final_v, shape, N, dtype),
             x.detach().contiguous().reshape(T, N).numpy(), M.reshape(T, N).numpy(), _flat(v0, shape),
             flags.numpy(), ctx.mode, arrays[0], np.array([spec.charge_offset], dtype=dtype), arrays[1],

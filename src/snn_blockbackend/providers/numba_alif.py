@@ -79,7 +79,7 @@ def alif_backward(g_spikes, spikes_uniform, g_membrane, membrane_uniform, g_fina
         av = g_final_v[lo:hi].astype(np.float64)  # dL/dv after the current step
         aa = g_final_a[lo:hi].astype(np.float64)  # dL/da after the current step
         margin, no_offset = np.empty(width, dtype=x.dtype), np.zeros(width, dtype=x.dtype)
-        sgd = np.empty(width)
+        sgd, live_row = np.empty(width), np.empty(width)
         gb, gt, gd, gs = np.zeros(width), np.zeros(width), np.zeros(width), np.zeros(width)
         for t in range(T - 1, -1, -1):
             v_row = M[t - 1, lo:hi] if t > 0 else v0[lo:hi]
@@ -89,10 +89,11 @@ def alif_backward(g_spikes, spikes_uniform, g_membrane, membrane_uniform, g_fina
             gm_row = g_membrane[0 if membrane_uniform else t, lo:hi]
             for i in range(width):  # the forward's margin, recomputed bitwise in the input dtype
                 margin[i] = (be[i] * v_row[i] + x_row[i]) - (th[i] + st[i] * a_row[i])
-            surrogate_row(sg_kind, sg_args, margin, no_offset, sgd)
+                live_row[i] = np.float64(F_row[i] != REFRACTORY)
+            surrogate_row(sg_kind, sg_args, margin, no_offset, live_row, sgd)
             for i in range(width):
                 flag = F_row[i]
-                live = np.float64(flag != REFRACTORY)
+                live = live_row[i]
                 spike = np.float64(flag == SPIKED)
                 a_v = av[i] + np.float64(gm_row[i])
                 a_a = aa[i]

@@ -48,8 +48,10 @@ def surrogate_derivative(kind, args, m):
 
 
 @numba.njit(cache=True, inline="always")
-def surrogate_row(kind, args, U_row, thr, out):
-    """out[i] = surrogate_derivative(kind, args, U_row[i] - thr[i]), one branch-free loop per common kind."""
+def surrogate_row(kind, args, U_row, thr, live, out):
+    """out[i] = surrogate_derivative(kind, args, U_row[i] - thr[i]), one branch-free loop per common kind.
+    The multi-Gaussian (three exponentials, not vectorized) is evaluated at live steps only (``live[i]`` 1;
+    0 elsewhere, where the callers multiply it by 0 anyway)."""
     width = out.shape[0]
     if kind == 1:  # atan(alpha)
         k0, k1 = math.pi / 2 * args[0], args[0] / 2
@@ -71,9 +73,12 @@ def surrogate_row(kind, args, U_row, thr, out):
         c0 = gamma * (1 + h) / (sigma * math.sqrt(2 * math.pi))
         c1 = gamma * h / (wide * math.sqrt(2 * math.pi))
         for i in range(width):
-            m = np.float64(U_row[i] - thr[i])
-            side = math.exp(-((m - sigma) ** 2) * k1) + math.exp(-((m + sigma) ** 2) * k1)
-            out[i] = c0 * math.exp(-m * m * k0) - c1 * side
+            if live[i] != 0.0:  # a refractory step's surrogate is never used: skip its exponentials
+                m = np.float64(U_row[i] - thr[i])
+                side = math.exp(-((m - sigma) ** 2) * k1) + math.exp(-((m + sigma) ** 2) * k1)
+                out[i] = c0 * math.exp(-m * m * k0) - c1 * side
+            else:
+                out[i] = 0.0
     else:
         for i in range(width):
             out[i] = surrogate_derivative(kind, args, np.float64(U_row[i] - thr[i]))
@@ -154,6 +159,7 @@ def lif_backward(g_spikes, spikes_uniform, has_g_spikes, g_membrane, membrane_un
         th, e0 = thr[lo:hi].copy(), entry0[lo:hi].copy()
         gd, gt, gg, sgd = np.zeros(width), np.zeros(width), np.zeros(width), np.zeros(width)
         entry, spike = np.empty(width), np.empty(width)  # the current block's live window: entry..spike
+        live_row = np.empty(width)
         e0f, Lf = e0.astype(np.float64), np.float64(L)
         for t in range(T - 1, -1, -1):
             b, k = t // L, t % L
@@ -172,11 +178,13 @@ def lif_backward(g_spikes, spikes_uniform, has_g_spikes, g_membrane, membrane_un
             gs_row = g_spikes[0 if spikes_uniform else t, lo:hi]
             gm_row = g_membrane[0 if membrane_uniform else t, lo:hi]
             v_row = M[t - 1, lo:hi] if t > 0 else v0[lo:hi]
-            if has_g_spikes:
-                surrogate_row(sg_kind, sg_args, U_row, th, sgd)
             kf = np.float64(k)
             for i in range(width):
-                live = np.float64((kf >= entry[i]) & (kf <= spike[i]))
+                live_row[i] = np.float64((kf >= entry[i]) & (kf <= spike[i]))
+            if has_g_spikes:
+                surrogate_row(sg_kind, sg_args, U_row, th, live_row, sgd)
+            for i in range(width):
+                live = live_row[i]
                 fired = np.float64(kf == spike[i])
                 v_prev = np.float64(v_row[i])
                 crossed = st * np.float64(v_prev > th[i]) + (1.0 - st) * np.float64(v_prev >= th[i])

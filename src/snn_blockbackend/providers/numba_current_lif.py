@@ -43,10 +43,11 @@ def current_lif_forward(x, v0, i0, b0, countdown0, rate_m, rate_s, rate_a, v_lea
         zero = vt[0] - vt[0]  # +0 in the input's dtype
         one = zero + np.float32(1)
         thr = b0[lo:hi].copy() if adaptive else vt.copy()
+        scratch = np.empty_like(thr)  # B's row without adaptation (not aliasing thr)
         ra, jp = (rate_a[lo:hi].copy(), jump[lo:hi].copy()) if adaptive else (vt, vt)
         for t in range(T):
             x_row, S_row, M_row, I_row, F_row = x[t, lo:hi], S[t, lo:hi], M[t, lo:hi], I[t, lo:hi], F[t, lo:hi]
-            B_row = B[t, lo:hi] if adaptive else thr
+            B_row = B[t, lo:hi] if adaptive else scratch
             for i in range(width):
                 # every value first, then selects only (a branch on a random spike pattern would mispredict)
                 v_i, x_i, count, b_i = v[i], x_row[i], countdown[i], thr[i]

@@ -301,16 +301,9 @@ class _NumbaCurrentLIF(torch.autograd.Function):
         )
 
 
-def _has_current_lif_spec(profile) -> bool:
-    return callable(getattr(profile, "current_lif_spec", None))
-
-
-def _has_kernel_spec(profile) -> bool:
-    return callable(getattr(profile, "kernel_spec", None))
-
-
-def _has_alif_spec(profile) -> bool:
-    return callable(getattr(profile, "alif_spec", None))
+def _describes(profile, spec: str) -> bool:
+    """Whether ``profile`` describes itself for a kernel (``kernel_spec``, ``alif_spec``, ``current_lif_spec``)."""
+    return callable(getattr(profile, spec, None))
 
 
 def _surrogate_args(surrogate) -> tuple:
@@ -326,7 +319,7 @@ class NumbaLIFProvider:
             return "numba kernels run on CPU tensors only"
         if grad != "exact":
             return "the numba kernels compute exact BPTT gradients only"
-        compiled = (_has_kernel_spec(profile), _has_alif_spec(profile), _has_current_lif_spec(profile))
+        compiled = (_describes(profile, spec) for spec in ("kernel_spec", "alif_spec", "current_lif_spec"))
         if not profile.fast_lif_capable and not any(compiled):
             return (
                 f"no compiled kernel for {profile.describe()} (only the paper's LIF and ALIF, snnTorch Leaky "
@@ -339,9 +332,9 @@ class NumbaLIFProvider:
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
-        if _has_alif_spec(profile):
+        if _describes(profile, "alif_spec"):
             return self._run_alif(profile, p, x, refractory_steps, state)
-        if _has_current_lif_spec(profile):
+        if _describes(profile, "current_lif_spec"):
             return self._run_current_lif(profile, p, x, refractory_steps, state)
         if not profile.fast_lif_capable:
             return self._run_neuron(profile, p, x, refractory_steps, state)

@@ -50,7 +50,7 @@ import math
 
 import torch
 
-from ._memory import empty
+from ._memory import empty, populate_in_background
 
 _ATEN_GRAIN_SIZE = 32768  # ATen splits an elementwise op over threads from this many elements on
 _BACKWARD_CHUNK_ELEMENTS = 1 << 18  # about this many elements per backward chunk
@@ -93,6 +93,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
         CROSS = empty(x.shape, dtype, device)
     else:
         CROSS = torch.empty((2, *shape), dtype=dtype, device=device)
+    populate_in_background(*{id(b): b for b in (U, M, FIRED, CROSS)}.values())  # the loop fills them in time order
     crossed = torch.gt if cfg.strict else torch.ge
     zero = torch.zeros((), dtype=dtype, device=device)
     owed = crossed(v0, threshold).to(dtype) if reentry else None
@@ -280,6 +281,7 @@ def _backward(ctx, g_spikes, g_membrane, g_final_v, v0, decay, threshold, graded
 
     a = g_final_v.clone() if g_final_v is not None else zeros()  # dL/dv after the current chunk
     gx = empty(U.shape, dtype, device)
+    populate_in_background(gx, reverse=True)  # filled from the last step back
     g_decay = zeros() if need_decay else None
     g_threshold = zeros() if need_threshold else None
     g_graded = zeros() if need_graded and g_spikes is not None else None

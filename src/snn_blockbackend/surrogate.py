@@ -35,6 +35,10 @@ class _HeavisideWithSurrogate(torch.autograd.Function):
         return grad_spike * ctx.derivative(margin), None, None, None
 
 
+# the surrogate kinds the compiled kernels evaluate themselves
+KERNEL_CODES = {"heaviside": 0, "atan": 1, "fast_sigmoid": 2, "sigmoid": 3, "multi_gaussian": 4, "boxcar": 5}
+
+
 @dataclass(frozen=True)
 class Surrogate:
     """A named surrogate: ``derivative(margin)`` is dS/dmargin used in backward (None: no gradient).
@@ -47,9 +51,19 @@ class Surrogate:
     name: str
     derivative: DerivativeFn | None
     backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-    # a compiled kernel recognises the surrogate by kind and numeric args (see providers.numba_lif)
+    # a compiled kernel recognises the surrogate by kind and numeric args (``kernel_code``, ``kernel_args``)
     kind: str = ""
     args: tuple = ()
+
+    @property
+    def kernel_code(self) -> int | None:
+        """The kind's code in the compiled kernels (numba, Triton), or None where they have none."""
+        return KERNEL_CODES.get(self.kind)
+
+    @property
+    def kernel_args(self) -> tuple:
+        """The numeric args as four floats (the kernels' fixed-size argument)."""
+        return tuple(float(a) for a in self.args) + (0.0,) * (4 - len(self.args))
 
     def __call__(self, margin: torch.Tensor, strict: bool = True) -> torch.Tensor:
         return _HeavisideWithSurrogate.apply(margin, self.derivative, strict, self.backward)

@@ -16,8 +16,7 @@ import math
 import numba
 import numpy as np
 
-# surrogate kinds understood by the kernels (see surrogate.Surrogate.kind / args)
-SURROGATE_KINDS = {"heaviside": 0, "atan": 1, "fast_sigmoid": 2, "sigmoid": 3, "multi_gaussian": 4, "boxcar": 5}
+# surrogate kinds are passed as ``surrogate.KERNEL_CODES`` (``Surrogate.kernel_code``, ``kernel_args``)
 
 
 @numba.njit(cache=True, inline="always")

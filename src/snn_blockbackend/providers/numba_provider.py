@@ -306,10 +306,6 @@ def _describes(profile, spec: str) -> bool:
     return callable(getattr(profile, spec, None))
 
 
-def _surrogate_args(surrogate) -> tuple:
-    return tuple(float(a) for a in surrogate.args) + (0.0,) * (4 - len(surrogate.args))
-
-
 class NumbaLIFProvider:
     name = "numba"
     priority = 20
@@ -326,7 +322,7 @@ class NumbaLIFProvider:
                 "with a delayed reset, SpikingJelly LIF, Norse LIFBox, LIF and LSNN)"
             )
         surrogate = profile.surrogate
-        if not isinstance(surrogate, sg.Surrogate) or surrogate.kind not in numba_lif.SURROGATE_KINDS:
+        if not isinstance(surrogate, sg.Surrogate) or surrogate.kernel_code is None:
             return "a custom surrogate callable can only run in the torch provider"
         return None
 
@@ -341,10 +337,9 @@ class NumbaLIFProvider:
         L = refractory_steps + 1
         cfg, v0, entry = prepare_fast(profile, p, x, state, L)
         surrogate = profile.surrogate
-        sg_args = _surrogate_args(surrogate)
         spikes, membrane, v, last_entry, last_spike = _NumbaLIF.apply(
             x, v0, cfg.decay, cfg.threshold, cfg.graded, entry, L, cfg,
-            numba_lif.SURROGATE_KINDS[surrogate.kind], sg_args,
+            surrogate.kernel_code, surrogate.kernel_args,
         )  # fmt: skip
         return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
 
@@ -363,7 +358,7 @@ class NumbaLIFProvider:
         surrogate, shape = profile.surrogate, x.shape[1:]
         spikes, membrane, v, a, countdown = _NumbaALIF.apply(
             x, s["v"].expand(shape), s["a"].expand(shape), *profile.alif_spec(p), countdown, refractory_steps,
-            numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
+            surrogate.kernel_code, surrogate.kernel_args,
         )  # fmt: skip
         return spikes, membrane, {"v": v, "a": a, "refractory": countdown}
 
@@ -376,7 +371,7 @@ class NumbaLIFProvider:
         spikes, membrane, v, i, b, countdown = _NumbaCurrentLIF.apply(
             x, s["v"].expand(shape), s["i"].expand(shape), b0, spec.rate_m, spec.rate_s, spec.rate_a, spec.v_leak,
             spec.v_th, spec.v_reset, spec.jump, countdown, refractory_steps, spec.input_after,
-            surrogate.kind, numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
+            surrogate.kind, surrogate.kernel_code, surrogate.kernel_args,
         )  # fmt: skip
         final = {"v": v, "i": i, "b": b} if b0 is not None else {"v": v, "i": i}
         return spikes, membrane, {**final, "refractory": countdown}
@@ -390,7 +385,7 @@ class NumbaLIFProvider:
         surrogate = profile.surrogate
         spikes, membrane, v, countdown = _NumbaNeuron.apply(
             x, s["v"].expand(x.shape[1:]), *tensors, countdown, refractory_steps, constants,
-            surrogate.kind, numba_lif.SURROGATE_KINDS[surrogate.kind], _surrogate_args(surrogate),
+            surrogate.kind, surrogate.kernel_code, surrogate.kernel_args,
         )  # fmt: skip
         return spikes, membrane, {"v": v, "refractory": countdown}
 

@@ -27,8 +27,9 @@ CONFIGS = [
     ("norse_lsnn", {}, {"tau_mem_inv": (50.0, 200.0), "beta": (0.5, 2.0)}, 300.0, 200.0),
 ]
 CONFIG_IDS = [f"{name}{'-' + '-'.join(f'{k}={v}' for k, v in opts.items()) if opts else ''}" for name, opts, *_ in CONFIGS]
-FAST_PROVIDERS = [name for name in ("torch", "numba") if name in plugins.providers()]
-# every (profile configuration, provider) pair the provider accepts; numba takes the one-variable LIFs only
+FAST_PROVIDERS = [name for name in ("torch", "numba", "triton") if name in plugins.providers()]
+# every (profile configuration, provider) pair the provider accepts on CPU tensors; numba takes the one-variable
+# LIFs only, triton the LIF fast path (on CPU only in Triton's interpreter, see conftest.py)
 CASES = [
     pytest.param(config, backend, id=f"{config_id}-{backend}")
     for config, config_id in zip(CONFIGS, CONFIG_IDS)
@@ -37,10 +38,14 @@ CASES = [
 ]
 
 
+# Triton's interpreter takes ~15 ms per time step (forward + backward): its properties draw shorter sequences
+MAX_REFRACTORY = {"triton": 10}
+
+
 @st.composite
-def problems(draw, config):
+def problems(draw, config, max_refractory=50):
     name, options, ranges, scale, offset = config
-    R = draw(st.integers(0, 50))
+    R = draw(st.integers(0, max_refractory))
     L = R + 1
     T = draw(st.integers(0, 3)) * L + draw(st.integers(1, max(L - 1, 1)))  # T not divisible by L (if L > 1)
     neuron_shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=2)))
@@ -105,9 +110,12 @@ def _assert_grads_close(ref, got, dtype):
         torch.testing.assert_close(g_got, g_ref, rtol=rtol, atol=rtol * max(scale, 1e-12), msg=name)
 
 
-def _check(config, backend, data):
-    profile, params, R, x = data.draw(problems(config))
+def _check(config, backend, data, device="cpu"):
+    profile, params, R, x = data.draw(problems(config, MAX_REFRACTORY.get(backend, 50)))
     state = data.draw(initial_states(profile, params, R, x))
+    if device != "cpu":  # the reference runs on the same device: bitwise equality is per device
+        x, params = x.to(device), {k: v.to(device) for k, v in params.items()}
+        state = {k: v.to(device) for k, v in state.items()} if state is not None else None
     ref, ref_grads = _run(profile, params, R, x, "reference", state)
     got, got_grads = _run(profile, params, R, x, backend, state)
     assert torch.equal(got.spikes, ref.spikes)
@@ -131,6 +139,23 @@ def test_provider_equals_reference(config, backend, data):
 @given(data=st.data())
 def test_provider_equals_reference_deep(config, backend, data):
     _check(config, backend, data)
+
+
+TRITON_ON_GPU = [
+    pytest.param(config, id=config_id)
+    for config, config_id in zip(CONFIGS, CONFIG_IDS)
+    if "triton" in plugins.providers() and torch.cuda.is_available()
+    and plugins.providers()["triton"].supports(make_profile(config[0], **config[1]), torch.device("cuda"), "exact") is None
+]
+
+
+@pytest.mark.skipif(not TRITON_ON_GPU, reason="needs a CUDA device and triton (without one the same kernels are "
+                    "checked on CPU in Triton's interpreter by test_provider_equals_reference)")
+@pytest.mark.parametrize("config", TRITON_ON_GPU or [None])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_triton_on_gpu_equals_reference(config, data):
+    _check(config, "triton", data, device="cuda")
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)

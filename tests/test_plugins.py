@@ -15,7 +15,7 @@ from snn_blockbackend.providers.reference import run_reference
 
 def test_declared_entry_points_load_and_match_the_registered_plugins():
     declared = {ep.name: ep for ep in importlib.metadata.entry_points(group=plugins.PROJECT)}
-    ours = {"reference", "torch", "numba", "adapter-snntorch", "adapter-spikingjelly", "adapter-norse"}
+    ours = {"reference", "torch", "numba", "triton", "adapter-snntorch", "adapter-spikingjelly", "adapter-norse"}
     assert ours <= set(declared), f"entry points missing from the installed metadata: {ours - set(declared)}"
     manager = plugins.plugin_manager()
     for name in ours:

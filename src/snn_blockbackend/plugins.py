@@ -35,13 +35,14 @@ def plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(Hooks)
     # Our own plugins are registered explicitly too, so an un-installed source checkout works.
     from .adapters import registry as adapter_registry
-    from .providers import numba_provider, psu_reference, psu_torch, reference, torch_provider
+    from .providers import numba_provider, psu_reference, psu_torch, reference, torch_provider, triton_provider
 
     # Same names as our entry points, so load_setuptools_entrypoints skips them.
     ours = (
         ("reference", reference),
         ("torch", torch_provider),
         ("numba", numba_provider),
+        ("triton", triton_provider),
         ("psu-reference", psu_reference),
         ("psu-torch", psu_torch),
         ("adapter-snntorch", adapter_registry.snntorch_plugin),

@@ -1,0 +1,123 @@
+"""The Triton provider (``providers.triton_provider``): what it accepts and refuses, every surrogate kind of its
+backward, and every way an output gradient reaches it. Without a GPU its kernels run on CPU tensors in
+Triton's interpreter (tests/conftest.py); the hypothesis exactness properties over random shapes, parameters,
+R and initial states are in test_engine_exactness.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snn_blockbackend import block_neuron, make_profile, plugins
+from snn_blockbackend import surrogate as sg
+from snn_blockbackend.functional import select_provider
+
+pytest.importorskip("triton", reason="the Triton provider needs triton (Linux; pip extra [triton])")
+pytestmark = pytest.mark.skipif("triton" not in plugins.providers(), reason="the Triton provider is not registered")
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _provider():
+    return plugins.providers()["triton"]
+
+
+def _input(T=17, shape=(2, 5), dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn((T, *shape), generator=gen, dtype=dtype) * 0.6 + 0.45).to(DEVICE)
+
+
+def _grads(profile, x, R, backend, loss, params):
+    x = x.clone().requires_grad_()
+    params = {k: v.clone().requires_grad_() for k, v in params.items()}
+    result = block_neuron(x, profile, params, R, backend=backend)
+    loss(result).backward()
+    return result, {"x": x.grad, **{k: v.grad for k, v in params.items()}}
+
+
+def _assert_same(profile, x, R, loss, params):
+    ref, ref_grads = _grads(profile, x, R, "reference", loss, params)
+    got, got_grads = _grads(profile, x, R, "triton", loss, params)
+    assert torch.equal(got.spikes, ref.spikes) and torch.equal(got.membrane, ref.membrane)
+    assert any(bool(g.any()) for g in ref_grads.values() if g is not None), "the loss must reach some gradient"
+    for name, g_ref in ref_grads.items():
+        if g_ref is None:
+            assert got_grads[name] is None or not got_grads[name].any(), name
+        else:
+            torch.testing.assert_close(got_grads[name], g_ref, rtol=1e-9, atol=1e-9 * float(g_ref.abs().max() + 1), msg=name)
+
+
+SURROGATES = [sg.atan(2.0), sg.fast_sigmoid(25.0), sg.superspike(10.0), sg.sigmoid(4.0), sg.multi_gaussian(),
+              sg.boxcar(1.0), sg.heaviside()]
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES, ids=lambda s: s.name)
+@pytest.mark.parametrize("R", [0, 3])
+def test_every_surrogate_kind_gives_the_reference_gradient(surrogate, R):
+    profile = make_profile("snntorch_leaky", surrogate=surrogate)
+    params = {"beta": torch.tensor([0.9, 0.8, 0.95, 0.7, 0.85], dtype=torch.float64, device=DEVICE),
+              "threshold": torch.tensor(1.0, dtype=torch.float64, device=DEVICE)}
+    weights = torch.linspace(-1, 1, 17 * 10, dtype=torch.float64, device=DEVICE).view(17, 2, 5)
+    _assert_same(profile, _input(), R, lambda r: (r.spikes * weights).sum() + (r.membrane * weights).sum(), params)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda r: r.spikes.sum(),  # one uniform gradient row (the expanded scalar of a sum)
+        lambda r: (r.membrane**2).sum(),  # no gradient reaches the spikes
+        lambda r: r.state["v"].sum() + r.spikes[-1].sum(),  # the final membrane and one step only
+    ],
+    ids=["spikes-sum", "membrane-only", "final-state"],
+)
+@pytest.mark.parametrize("name", ["snntorch_leaky", "paper_lif"])
+def test_every_way_an_output_gradient_arrives(loss, name):
+    params = {"beta": torch.tensor(0.9, dtype=torch.float64, device=DEVICE)}
+    _assert_same(make_profile(name), _input(T=13), 2, loss, params)
+
+
+def test_float32_and_a_batch_of_many_neurons():
+    """Several programs (more neurons than one program's width) and a partly filled last one, in float32."""
+    x = _input(T=9, shape=(3, 700), dtype=torch.float32, seed=3)
+    params = {"beta": torch.tensor(0.85, device=DEVICE)}
+    ref, ref_grads = _grads(make_profile("snntorch_leaky"), x, 2, "reference", lambda r: r.spikes.sum(), params)
+    got, got_grads = _grads(make_profile("snntorch_leaky"), x, 2, "triton", lambda r: r.spikes.sum(), params)
+    assert torch.equal(got.spikes, ref.spikes) and bool(ref.spikes.any())
+    torch.testing.assert_close(got_grads["x"], ref_grads["x"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_grads["beta"], ref_grads["beta"], rtol=1e-5, atol=1e-4)
+
+
+def test_auto_does_not_pick_it():
+    """Not measured on a GPU yet: "auto" keeps the torch provider on CUDA (and numba on CPU)."""
+    choice = select_provider("auto", make_profile("snntorch_leaky"), DEVICE, "exact")
+    assert choice.name != "triton" and choice.priority > _provider().priority
+
+
+@pytest.mark.parametrize(
+    ("profile", "grad", "words"),
+    [
+        (make_profile("spikingjelly_lif"), "exact", "no Triton kernel"),
+        (make_profile("snntorch_leaky", reset_delay=False), "exact", "no Triton kernel"),
+        (make_profile("snntorch_leaky", surrogate=lambda m: (m > 0).to(m.dtype)), "exact", "custom surrogate"),
+        (make_profile("paper_lif"), "blocks", "exact BPTT"),
+    ],
+)
+def test_refusals_name_the_reason(profile, grad, words):
+    reason = _provider().supports(profile, DEVICE, grad)
+    assert reason is not None and words in reason
+
+
+def test_cpu_tensors_need_the_interpreter(monkeypatch):
+    from snn_blockbackend.providers import triton_lif
+
+    monkeypatch.setattr(triton_lif, "interpreted", lambda: False)
+    reason = _provider().supports(make_profile("snntorch_leaky"), torch.device("cpu"), "exact")
+    assert "CUDA" in reason and "TRITON_INTERPRET=1" in reason
+    with pytest.raises(ValueError, match="TRITON_INTERPRET"):
+        block_neuron(torch.rand(4, 3), make_profile("snntorch_leaky"), {"beta": 0.9}, 1, backend="triton")
+
+
+def test_half_precision_is_refused_with_the_way_out():
+    x = torch.rand(4, 3, device=DEVICE).half()
+    with pytest.raises(TypeError, match="backend='torch'"):
+        block_neuron(x, make_profile("snntorch_leaky"), {"beta": 0.9}, 1, backend="triton")

@@ -7,6 +7,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 from snn_blockbackend import cli
 
@@ -74,6 +75,27 @@ def test_bench_tiny_run_writes_json_and_plot(tmp_path, capsys):
     headline = [r for r in rows if r["R"] == 0]
     assert headline and all((r["mismatch_vs"], r["spike_mismatch"]) == ("native", 0) for r in headline)
     assert all(r["speedup_fwd"] is not None for r in headline)
+
+
+def test_bench_device_option_and_default_folder(tmp_path, monkeypatch, capsys):
+    """``--device`` moves every neuron there; a non-CPU run writes to bench/<device type>/ by default (the
+    committed CPU results stay), and skips the CPU-only PSU rows. Run here on the CPU device itself."""
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "--quick", "--reps", "1", "--T", "12", "--B", "1", "--N", "4", "--providers", "torch",
+            "--device", "cpu", "--no-psu"]  # fmt: skip
+    assert cli.main(args) == 0
+    result = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert result["config"]["device"] == "cpu" and result["machine"]["device"] == "cpu"
+    assert [r for r in result["rows"] if r["provider"] == "torch" and r.get("fwd_ms") is not None]
+    assert "parallel spiking units: not run" in capsys.readouterr().out
+
+
+def test_bench_refuses_an_unusable_device(tmp_path):
+    with pytest.raises(SystemExit, match="device 'nonsense' is not usable"):
+        cli.main(["bench", "--quick", "--out", str(tmp_path), "--device", "nonsense"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="device 'cuda' is not usable"):
+            cli.main(["bench", "--quick", "--out", str(tmp_path), "--device", "cuda"])
 
 
 def test_bench_rejects_unknown_provider(tmp_path):

@@ -52,16 +52,26 @@ Runner = Callable[[torch.Tensor], torch.Tensor]  # input [T, ...] -> spikes [T, 
 # ---------------------------------------------------------------------------------------------
 # timing
 # ---------------------------------------------------------------------------------------------
-def median_ms(fn: Callable, reps: int, setup: Callable | None = None):
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    """Waits for the device's queued work (CUDA runs asynchronously; a timer must not stop before it ends)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def median_ms(fn: Callable, reps: int, setup: Callable | None = None, sync: Callable[[], None] = lambda: None):
     """Median wall time of ``fn()`` in ms over ``reps`` runs after one untimed warm-up; and the last result.
-    Python's garbage is collected before each run (untimed), so no run pays for an earlier one's."""
+    Python's garbage is collected before each run (untimed), so no run pays for an earlier one's; ``sync``
+    waits for the device before the clock starts and before it stops."""
     times, result = [], None
     for i in range(reps + 1):
         if setup is not None:
             setup()
         gc.collect()
+        sync()
         start = time.perf_counter()
         result = fn()
+        sync()
         elapsed = time.perf_counter() - start
         if i > 0:
             times.append(elapsed)
@@ -75,7 +85,7 @@ def time_forward(run: Runner, x: torch.Tensor, reps: int):
         with torch.no_grad():
             return run(x)
 
-    return median_ms(forward, reps)
+    return median_ms(forward, reps, sync=_synchronizer(x.device))
 
 
 def time_forward_backward(run: Runner, x: torch.Tensor, reps: int) -> float:
@@ -88,7 +98,7 @@ def time_forward_backward(run: Runner, x: torch.Tensor, reps: int) -> float:
     def step():
         run(leaf).sum().backward()
 
-    return median_ms(step, reps, setup=clear)[0]
+    return median_ms(step, reps, setup=clear, sync=_synchronizer(x.device))[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +371,6 @@ def build_plan(results, providers, x, reps, sweep_r):
     plan = []
     T = x.shape[0]
     check = min(CHECK_STEPS, T)
-    cpu = torch.device("cpu")
     for case in CASES:
         xc = x * case.input_scale
         xs = xc[:check]
@@ -372,7 +381,7 @@ def build_plan(results, providers, x, reps, sweep_r):
                  lambda c=case, xs=xs: _measure_native(results, c, xs, reps, (c.name, check)))
             )  # fmt: skip
         for name, provider in providers.items():
-            reason = provider.supports(case.profile(), cpu, "exact")
+            reason = provider.supports(case.profile(), x.device, "exact")
             if reason is not None:
                 plan.append((f"{case.name}: {name}", lambda c=case, n=name, r=reason: _refused(results, c, n, r)))
                 continue
@@ -383,7 +392,7 @@ def build_plan(results, providers, x, reps, sweep_r):
                      lambda c=case, n=name, R=R, xi=xi, xs=xs: _measure_ours(results, c, n, R, xi, xs, reps))
                 )  # fmt: skip
     for name, provider in providers.items():
-        if name == "reference" or provider.supports(HEADLINE.profile(), cpu, "exact") is not None:
+        if name == "reference" or provider.supports(HEADLINE.profile(), x.device, "exact") is not None:
             continue
         for R in sweep_r:
             plan.append((f"sweep: {name} R={R}", lambda n=name, R=R: _measure_sweep_point(results, n, R, x, reps)))
@@ -406,9 +415,9 @@ def run_plan(plan, console) -> None:
 # ---------------------------------------------------------------------------------------------
 # output: machine info, JSON, tables, plot
 # ---------------------------------------------------------------------------------------------
-def machine_info() -> dict:
+def machine_info(device: torch.device = torch.device("cpu")) -> dict:
     frameworks = {}
-    for name in ("snntorch", "spikingjelly", "norse", "numba"):
+    for name in ("snntorch", "spikingjelly", "norse", "numba", "triton"):
         try:
             frameworks[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -423,6 +432,8 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "frameworks": frameworks,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
 
 
@@ -517,7 +528,10 @@ def plot_sweep(points, path: Path, shape) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help=f"small run: x={list(QUICK_SHAPE)}, 1 rep, R sweep {list(SWEEP_R_QUICK)}")
-    parser.add_argument("--out", default="bench", help="output folder for bench.json and the plot (default: bench/)")
+    parser.add_argument("--out", default=None,
+                        help="output folder for bench.json and the plot (default: bench/, or bench/<device type>/)")
+    parser.add_argument("--device", default="cpu",
+                        help="device of the input, e.g. cuda (default: cpu); every neuron runs there")
     parser.add_argument("--reps", type=int, default=None, help="timed runs per measurement (default 3; --quick: 1)")
     parser.add_argument("--providers", default=None,
                         help="comma-separated providers to time (default: all installed, e.g. torch,numba)")
@@ -546,17 +560,22 @@ def main(args=None) -> int:
         raise SystemExit("bench: --reps and the shape must be >= 1")
     sweep_r = SWEEP_R_QUICK if args.quick else SWEEP_R
     providers = select_providers(args.providers)
-    out = Path(args.out)
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise SystemExit(f"bench: device {args.device!r} is not usable here: {error}") from None
+    out = Path(args.out if args.out is not None else ("bench" if device.type == "cpu" else f"bench/{device.type}"))
     out.mkdir(parents=True, exist_ok=True)
 
-    machine = machine_info()
+    machine = machine_info(device)
     console.print(
-        f"snn-blockbackend {__version__} bench: x={shape} float32, reps={reps} (median after 1 warm-up), "
-        f"torch {machine['torch']}, {machine['threads']} threads, {machine['cpu']}"
+        f"snn-blockbackend {__version__} bench: x={shape} float32 on {machine['gpu'] or device}, reps={reps} "
+        f"(median after 1 warm-up), torch {machine['torch']}, {machine['threads']} threads, {machine['cpu']}"
     )
     console.print(NOISE_NOTE)
     results = Results()
-    x = make_input(tuple(shape), args.seed)
+    x = make_input(tuple(shape), args.seed).to(device)
     run_plan(build_plan(results, providers, x, reps, sweep_r), Console(stderr=True))
 
     title = f"block_neuron vs native neurons, x={shape} fp32 (reference provider: first {min(CHECK_STEPS, shape[0])} steps)"
@@ -570,7 +589,9 @@ def main(args=None) -> int:
     console.print(sweep_table(results.sweep, "speed-up vs refractory period R (snnTorch Leaky profile, fwd+bwd)"))
     plotted = plot_sweep(results.sweep, out / "speedup_vs_refractory.png", shape)
     psu = []
-    if not args.no_psu:
+    if args.no_psu or device.type != "cpu":
+        console.print("parallel spiking units: not run" + (" (they are benchmarked on CPU only)" if not args.no_psu else ""))
+    else:
         from .psu.bench import psu_rows, psu_table
 
         with Console(stderr=True).status("parallel spiking units vs native LIFs ...") as status:
@@ -581,7 +602,8 @@ def main(args=None) -> int:
     }
     payload = {
         "machine": machine,
-        "config": {"shape": shape, "dtype": "float32", "reps": reps, "quick": bool(args.quick), "seed": args.seed,
+        "config": {"shape": shape, "dtype": "float32", "device": str(device), "reps": reps, "quick": bool(args.quick),
+                   "seed": args.seed,
                    "providers": list(providers), "refractory": list(HEADLINE_R), "sweep_refractory": list(sweep_r),
                    "check_steps": min(CHECK_STEPS, shape[0]), "note": NOISE_NOTE},
         "cases": {c.name: {"framework": c.framework, "native": c.native_label, "profile": c.profile().describe(),

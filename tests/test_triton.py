@@ -121,3 +121,58 @@ def test_half_precision_is_refused_with_the_way_out():
     x = torch.rand(4, 3, device=DEVICE).half()
     with pytest.raises(TypeError, match="backend='torch'"):
         block_neuron(x, make_profile("snntorch_leaky"), {"beta": 0.9}, 1, backend="triton")
+
+
+COMPILE_SCRIPT = r"""
+import os, sys
+os.environ.pop("TRITON_INTERPRET", None)  # compile for real (no GPU is needed to compile)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from snn_blockbackend.providers import triton_lif
+
+INTS = ("entry0_ptr", "entry_out_ptr", "spike_out_ptr", "block_spike_ptr")
+FLOAT64 = ("sg_ptr", "g_v0_ptr", "g_decay_ptr", "g_thr_ptr", "g_graded_ptr")
+
+def ptx(fn, dtype, consts, fp_fusion, arch):
+    def kind(name):
+        if name in consts:
+            return "constexpr"
+        if not name.endswith("_ptr"):
+            return "i32"
+        return "*i32" if name in INTS else ("*fp64" if name in FLOAT64 else "*" + dtype)
+    names = fn.arg_names
+    source = ASTSource(fn=fn, signature={n: kind(n) for n in names},
+                       constexprs={(names.index(k),): v for k, v in consts.items()})
+    options = {"enable_fp_fusion": fp_fusion, "num_warps": 4}
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options).asm["ptx"]
+
+flags = ("STRICT", "REENTRY_ZERO", "REENTRY_SUBTRACT", "POST_ZERO")
+profiles = {"snntorch_leaky": (True, False, True, False), "paper_lif": (True, False, False, True),
+            "snntorch_zero": (True, True, False, False)}
+for dtype, fma in (("fp32", "fma.rn.f32"), ("fp64", "fma.rn.f64")):
+    for name, values in profiles.items():
+        code = ptx(triton_lif.lif_forward, dtype, dict(zip(flags, values), BLOCK=128), False, 90)
+        assert fma not in code, (name, dtype, "fused multiply-add in the forward")
+        assert "mul.rn." in code, (name, dtype)
+# the check can see a fusion: with fusion allowed the same source does fuse
+assert "fma.rn.f32" in ptx(triton_lif.lif_forward, "fp32", dict(zip(flags, profiles["snntorch_leaky"]), BLOCK=128), True, 90)
+for kind in range(6):  # every surrogate kind, float64 arithmetic
+    ptx(triton_lif.lif_backward, "fp32", dict(HAS_G_SPIKES=True, **dict(zip(flags, profiles["snntorch_leaky"])),
+                                              SG_KIND=kind, BLOCK=128), False, 90)
+ptx(triton_lif.lif_backward, "fp64", dict(HAS_G_SPIKES=False, **dict(zip(flags, profiles["paper_lif"])),
+                                          SG_KIND=4, BLOCK=128), False, 80)
+print("compiled")
+"""
+
+
+def test_kernels_compile_for_a_gpu_without_fused_multiply_add():
+    """The interpreter cannot show what a GPU compile does; compiling needs no GPU. Every kernel compiles to
+    PTX for sm_90 / sm_80, and the forward's ``v*decay + x`` stays a rounded multiply then an add (no
+    ``fma``) in float32 and float64: the reference's rounding, so its spikes on a GPU."""
+    pytest.importorskip("triton.backends.nvidia", reason="triton without its CUDA backend cannot compile for a GPU")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]

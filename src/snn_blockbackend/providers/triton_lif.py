@@ -69,7 +69,8 @@ def lif_forward(
         else:
             fired = (u >= th) & (held == 0)
         j = tl.where(fired, k, j0)
-        tl.store(block_spike_ptr + (t // L) * N64 + offs, j, mask=mask)
+        if (k == L - 1) | (t == T - 1):  # the block's spike position, once per block
+            tl.store(block_spike_ptr + (t // L) * N64 + offs, j, mask=mask)
         j0 = tl.where(block_end, L, j)
         entry = tl.where(block_end, tl.where(j < L, j, -1), entry)
         tl.store(U_ptr + row, u, mask=mask)

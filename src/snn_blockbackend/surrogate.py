@@ -39,6 +39,13 @@ class _HeavisideWithSurrogate(torch.autograd.Function):
 KERNEL_CODES = {"heaviside": 0, "atan": 1, "fast_sigmoid": 2, "sigmoid": 3, "multi_gaussian": 4, "boxcar": 5}
 
 
+def kernel_refusal(surrogate) -> str | None:
+    """Why a compiled kernel (numba, Triton) cannot evaluate ``surrogate``, or None when it can."""
+    if isinstance(surrogate, Surrogate) and surrogate.kernel_code is not None:
+        return None
+    return "a custom surrogate callable can only run in the torch provider"
+
+
 @dataclass(frozen=True)
 class Surrogate:
     """A named surrogate: ``derivative(margin)`` is dS/dmargin used in backward (None: no gradient).

@@ -321,10 +321,7 @@ class NumbaLIFProvider:
                 f"no compiled kernel for {profile.describe()} (only the paper's LIF and ALIF, snnTorch Leaky "
                 "with a delayed reset, SpikingJelly LIF, Norse LIFBox, LIF and LSNN)"
             )
-        surrogate = profile.surrogate
-        if not isinstance(surrogate, sg.Surrogate) or surrogate.kernel_code is None:
-            return "a custom surrogate callable can only run in the torch provider"
-        return None
+        return sg.kernel_refusal(profile.surrogate)
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)

@@ -133,10 +133,7 @@ class TritonLIFProvider:
                 f"no Triton kernel for {profile.describe()} (only the paper's LIF and snnTorch Leaky with a "
                 "delayed reset; the torch provider runs the others)"
             )
-        surrogate = profile.surrogate
-        if not isinstance(surrogate, sg.Surrogate) or surrogate.kernel_code is None:
-            return "a custom surrogate callable can only run in the torch provider"
-        return None
+        return sg.kernel_refusal(profile.surrogate)
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         if x.dtype not in _DTYPES:

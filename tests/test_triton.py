@@ -70,7 +70,7 @@ def test_every_surrogate_kind_gives_the_reference_gradient(surrogate, R):
     ],
     ids=["spikes-sum", "membrane-only", "final-state"],
 )
-@pytest.mark.parametrize("name", ["snntorch_leaky", "paper_lif"])
+@pytest.mark.parametrize("name", ["snntorch_leaky", "paper_lif", "paper"])
 def test_every_way_an_output_gradient_arrives(loss, name):
     params = {"beta": torch.tensor(0.9, dtype=torch.float64, device=DEVICE)}
     _assert_same(make_profile(name), _input(T=13), 2, loss, params)
@@ -131,8 +131,9 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from snn_blockbackend.providers import triton_lif
 
-INTS = ("entry0_ptr", "entry_out_ptr", "spike_out_ptr", "block_spike_ptr")
-FLOAT64 = ("sg_ptr", "g_v0_ptr", "g_decay_ptr", "g_thr_ptr", "g_graded_ptr")
+INTS = ("entry0_ptr", "entry_out_ptr", "spike_out_ptr", "block_spike_ptr", "countdown0_ptr", "countdown_out_ptr")
+FLOAT64 = ("sg_ptr", "g_v0_ptr", "g_decay_ptr", "g_thr_ptr", "g_graded_ptr", "g_a0_ptr", "g_beta_ptr",
+           "g_decay_a_ptr", "g_strength_ptr")
 
 def ptx(fn, dtype, consts, fp_fusion, arch):
     def kind(name):
@@ -140,6 +141,8 @@ def ptx(fn, dtype, consts, fp_fusion, arch):
             return "constexpr"
         if not name.endswith("_ptr"):
             return "i32"
+        if name == "F_ptr":
+            return "*i8"
         return "*i32" if name in INTS else ("*fp64" if name in FLOAT64 else "*" + dtype)
     names = fn.arg_names
     source = ASTSource(fn=fn, signature={n: kind(n) for n in names},
@@ -155,6 +158,8 @@ for dtype, fma in (("fp32", "fma.rn.f32"), ("fp64", "fma.rn.f64")):
         code = ptx(triton_lif.lif_forward, dtype, dict(zip(flags, values), BLOCK=128), False, 90)
         assert fma not in code, (name, dtype, "fused multiply-add in the forward")
         assert "mul.rn." in code, (name, dtype)
+    code = ptx(triton_lif.alif_forward, dtype, dict(BLOCK=128), False, 90)
+    assert fma not in code, ("alif", dtype, "fused multiply-add in the forward")
 # the check can see a fusion: with fusion allowed the same source does fuse
 assert "fma.rn.f32" in ptx(triton_lif.lif_forward, "fp32", dict(zip(flags, profiles["snntorch_leaky"]), BLOCK=128), True, 90)
 for kind in range(6):  # every surrogate kind, float64 arithmetic
@@ -162,14 +167,17 @@ for kind in range(6):  # every surrogate kind, float64 arithmetic
                                               SG_KIND=kind, BLOCK=128), False, 90)
 ptx(triton_lif.lif_backward, "fp64", dict(HAS_G_SPIKES=False, **dict(zip(flags, profiles["paper_lif"])),
                                           SG_KIND=4, BLOCK=128), False, 80)
+for kind in (1, 4):
+    ptx(triton_lif.alif_backward, "fp32", dict(SG_KIND=kind, BLOCK=128), False, 90)
 print("compiled")
 """
 
 
 def test_kernels_compile_for_a_gpu_without_fused_multiply_add():
     """The interpreter cannot show what a GPU compile does; compiling needs no GPU. Every kernel compiles to
-    PTX for sm_90 / sm_80, and the forward's ``v*decay + x`` stays a rounded multiply then an add (no
-    ``fma``) in float32 and float64: the reference's rounding, so its spikes on a GPU."""
+    PTX for sm_90 / sm_80, and the forwards' ``v*decay + x`` (and the ALIF's ``threshold + strength*a``) stay a
+    rounded multiply then an add (no ``fma``) in float32 and float64: the reference's rounding, so its spikes on
+    a GPU."""
     pytest.importorskip("triton.backends.nvidia", reason="triton without its CUDA backend cannot compile for a GPU")
     import subprocess
     import sys

@@ -14,7 +14,7 @@ import torch
 
 from .. import surrogate as sg
 from ..plugins import hookimpl
-from .torch_provider import finish_fast, prepare_fast
+from .torch_provider import describes_itself, finish_fast, initial_state, prepare_fast
 
 try:
     from . import numba_alif, numba_current_lif, numba_lif, numba_neurons
@@ -301,11 +301,6 @@ class _NumbaCurrentLIF(torch.autograd.Function):
         )
 
 
-def _describes(profile, spec: str) -> bool:
-    """Whether ``profile`` describes itself for a kernel (``kernel_spec``, ``alif_spec``, ``current_lif_spec``)."""
-    return callable(getattr(profile, spec, None))
-
-
 class NumbaLIFProvider:
     name = "numba"
     priority = 20
@@ -315,7 +310,7 @@ class NumbaLIFProvider:
             return "numba kernels run on CPU tensors only"
         if grad != "exact":
             return "the numba kernels compute exact BPTT gradients only"
-        compiled = (_describes(profile, spec) for spec in ("kernel_spec", "alif_spec", "current_lif_spec"))
+        compiled = (describes_itself(profile, spec) for spec in ("kernel_spec", "alif_spec", "current_lif_spec"))
         if not profile.fast_lif_capable and not any(compiled):
             return (
                 f"no compiled kernel for {profile.describe()} (only the paper's LIF and ALIF, snnTorch Leaky "
@@ -325,9 +320,9 @@ class NumbaLIFProvider:
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
-        if _describes(profile, "alif_spec"):
+        if describes_itself(profile, "alif_spec"):
             return self._run_alif(profile, p, x, refractory_steps, state)
-        if _describes(profile, "current_lif_spec"):
+        if describes_itself(profile, "current_lif_spec"):
             return self._run_current_lif(profile, p, x, refractory_steps, state)
         if not profile.fast_lif_capable:
             return self._run_neuron(profile, p, x, refractory_steps, state)
@@ -341,17 +336,8 @@ class NumbaLIFProvider:
         return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
 
     @staticmethod
-    def _initial(profile, p, x, state):
-        """The initial state (the profile's own where none is given) and its refractory countdown."""
-        s = dict(state) if state is not None else profile.initial_state(p, x[0])
-        countdown = s.pop("refractory", None)
-        if countdown is None:
-            countdown = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
-        return s, countdown.to(torch.long)
-
-    @staticmethod
     def _run_alif(profile, p, x, refractory_steps, state):
-        s, countdown = NumbaLIFProvider._initial(profile, p, x, state)
+        s, countdown = initial_state(profile, p, x, state)
         surrogate, shape = profile.surrogate, x.shape[1:]
         spikes, membrane, v, a, countdown = _NumbaALIF.apply(
             x, s["v"].expand(shape), s["a"].expand(shape), *profile.alif_spec(p), countdown, refractory_steps,
@@ -361,7 +347,7 @@ class NumbaLIFProvider:
 
     @staticmethod
     def _run_current_lif(profile, p, x, refractory_steps, state):
-        s, countdown = NumbaLIFProvider._initial(profile, p, x, state)
+        s, countdown = initial_state(profile, p, x, state)
         surrogate, shape = profile.surrogate, x.shape[1:]
         spec = profile.current_lif_spec(p)
         b0 = s["b"].expand(shape) if "b" in s else None  # the adaptive threshold (LSNN)
@@ -375,7 +361,7 @@ class NumbaLIFProvider:
 
     @staticmethod
     def _run_neuron(profile, p, x, refractory_steps, state):
-        s, countdown = NumbaLIFProvider._initial(profile, p, x, state)
+        s, countdown = initial_state(profile, p, x, state)
         spec = profile.kernel_spec(p)
         tensors = spec.coefficient, spec.v_leak, spec.threshold, spec.reset_value
         constants = spec._replace(coefficient=None, v_leak=None, threshold=None, reset_value=None)

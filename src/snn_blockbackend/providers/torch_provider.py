@@ -38,11 +38,22 @@ def _first_true(mask: torch.Tensor, none_value: int) -> tuple[torch.Tensor, torc
     return torch.where(any_true, first, none_value), any_true
 
 
-def _initial(profile, p, x, state, block_len):
+def initial_state(profile, p, x, state):
+    """The initial state (the profile's own where none is given), less its refractory countdown, and that countdown."""
     s = dict(state) if state is not None else profile.initial_state(p, x[0])
     countdown = s.pop("refractory", None)
     if countdown is None:
         countdown = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+    return s, countdown.to(torch.long)
+
+
+def describes_itself(profile, spec: str) -> bool:
+    """Whether ``profile`` describes itself for a compiled kernel (``kernel_spec``, ``alif_spec``, ...)."""
+    return callable(getattr(profile, spec, None))
+
+
+def _initial(profile, p, x, state, block_len):
+    s, countdown = initial_state(profile, p, x, state)
     # "entry": the position of the first block where a neuron that spiked recently is live again; it is
     # refractory before it. -1: no spike pending.
     entry = torch.where(countdown > 0, countdown, -1)

@@ -1,4 +1,5 @@
-"""Triton kernels for the leaky integrate-and-fire fast path (GPU; CPU tensors under ``TRITON_INTERPRET=1``).
+"""Triton kernels for the leaky integrate-and-fire fast path and the paper's adaptive LIF (GPU; CPU tensors
+under ``TRITON_INTERPRET=1``).
 
 The algorithm of ``numba_lif`` (blocks of L = R+1 positions, a neuron held before its re-entry position and
 after its first spike in the block), one program per group of neurons, each looping over the time steps:
@@ -7,8 +8,9 @@ operation, in the input's dtype; the launches pass ``enable_fp_fusion=False`` so
 ``v*decay + x`` into a multiply-add (the reference rounds the product first). The backward accumulates in
 float64, with the surrogate constants computed on the host in float64 (a literal in a kernel is float32).
 
-The forward records each block's spike position per neuron (L: none); the backward rebuilds the masks
-(refractory, spiked, re-entering) from it.
+The LIF forward records each block's spike position per neuron (L: none); the backward rebuilds the masks
+(refractory, spiked, re-entering) from it. The ALIF forward (``numba_alif``'s algorithm) stores one flag byte
+per step and neuron (refractory / live / spiked) and the adaptation.
 """
 
 from __future__ import annotations
@@ -199,3 +201,105 @@ def surrogate_constants(surrogate, device) -> torch.Tensor:
     else:
         values = []
     return torch.tensor(values + [0.0] * (5 - len(values)), dtype=torch.float64, device=device)
+
+
+@triton.jit
+def alif_forward(
+    x_ptr, v0_ptr, a0_ptr, countdown0_ptr, beta_ptr, thr_ptr, decay_a_ptr, strength_ptr,
+    S_ptr, M_ptr, A_ptr, F_ptr, v_out_ptr, a_out_ptr, countdown_out_ptr,
+    T, N, R, BLOCK: tl.constexpr,
+):  # fmt: skip
+    """The paper's adaptive LIF (``numba_alif.alif_forward``), per step and neuron::
+
+        h = beta*v + x;  theta = threshold + strength*a;  a' = decay_a*a
+        spike = h - theta > 0 (not while refractory);  v = h*(1 - spike) (held while refractory);  a = a' + spike
+    """
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    v = tl.load(v0_ptr + offs, mask=mask, other=0.0)
+    a = tl.load(a0_ptr + offs, mask=mask, other=0.0)
+    countdown = tl.load(countdown0_ptr + offs, mask=mask, other=0)
+    beta = tl.load(beta_ptr + offs, mask=mask, other=0.0)
+    thr = tl.load(thr_ptr + offs, mask=mask, other=1.0)
+    decay_a = tl.load(decay_a_ptr + offs, mask=mask, other=0.0)
+    strength = tl.load(strength_ptr + offs, mask=mask, other=0.0)
+    zero = tl.zeros_like(v)
+    one = zero + 1.0
+    N64 = tl.cast(N, tl.int64)
+    for t in range(0, T):
+        row = t * N64 + offs
+        x = tl.load(x_ptr + row, mask=mask, other=0.0)
+        h = beta * v + x
+        theta = thr + strength * a
+        charged_a = decay_a * a
+        live = countdown <= 0
+        fired = live & (h - theta > 0)
+        spike = tl.where(fired, one, zero)
+        u = tl.where(live, h * (one - spike), v)
+        a = charged_a + spike  # refractory: the charged adaptation (+ 0)
+        tl.store(S_ptr + row, spike, mask=mask)
+        tl.store(M_ptr + row, u, mask=mask)
+        tl.store(A_ptr + row, a, mask=mask)
+        tl.store(F_ptr + row, live.to(tl.int8) + fired.to(tl.int8), mask=mask)  # 0 refractory, 1 live, 2 spiked
+        countdown = tl.where(fired, R, tl.maximum(countdown - 1, 0))
+        v = u
+    tl.store(v_out_ptr + offs, v, mask=mask)
+    tl.store(a_out_ptr + offs, a, mask=mask)
+    tl.store(countdown_out_ptr + offs, countdown, mask=mask)
+
+
+@triton.jit
+def alif_backward(
+    gs_ptr, gs_stride, gm_ptr, gm_stride, g_final_v_ptr, g_final_a_ptr, x_ptr, M_ptr, A_ptr, v0_ptr, a0_ptr, F_ptr,
+    beta_ptr, thr_ptr, decay_a_ptr, strength_ptr, sg_ptr,
+    gx_ptr, g_v0_ptr, g_a0_ptr, g_beta_ptr, g_thr_ptr, g_decay_a_ptr, g_strength_ptr,
+    T, N, SG_KIND: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    """BPTT of ``alif_forward`` in float64 (``numba_alif.alif_backward``); the margin is recomputed bitwise in
+    the input dtype from the stored states."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    beta = tl.load(beta_ptr + offs, mask=mask, other=0.0)
+    thr = tl.load(thr_ptr + offs, mask=mask, other=1.0)
+    decay_a = tl.load(decay_a_ptr + offs, mask=mask, other=0.0)
+    strength = tl.load(strength_ptr + offs, mask=mask, other=0.0)
+    v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0)
+    a0 = tl.load(a0_ptr + offs, mask=mask, other=0.0)
+    av = tl.load(g_final_v_ptr + offs, mask=mask, other=0.0).to(tl.float64)  # dL/dv after the current step
+    aa = tl.load(g_final_a_ptr + offs, mask=mask, other=0.0).to(tl.float64)  # dL/da after the current step
+    g_beta = tl.zeros([BLOCK], tl.float64)
+    g_thr = tl.zeros([BLOCK], tl.float64)
+    g_decay_a = tl.zeros([BLOCK], tl.float64)
+    g_strength = tl.zeros([BLOCK], tl.float64)
+    N64 = tl.cast(N, tl.int64)
+    for step in range(0, T):
+        t = T - 1 - step
+        row = t * N64 + offs
+        before = tl.maximum(t - 1, 0) * N64 + offs
+        v_prev = tl.where(t > 0, tl.load(M_ptr + before, mask=mask, other=0.0), v0)
+        a_prev = tl.where(t > 0, tl.load(A_ptr + before, mask=mask, other=0.0), a0)
+        x = tl.load(x_ptr + row, mask=mask, other=0.0)
+        flag = tl.load(F_ptr + row, mask=mask, other=0)
+        live = (flag != 0).to(tl.float64)
+        spike = (flag == 2).to(tl.float64)
+        margin = (beta * v_prev + x) - (thr + strength * a_prev)
+        sgd = _surrogate_derivative(margin.to(tl.float64), sg_ptr, SG_KIND)
+        a_v = av + tl.load(gm_ptr + t * tl.cast(gm_stride, tl.int64) + offs, mask=mask, other=0.0).to(tl.float64)
+        g_out = tl.load(gs_ptr + t * tl.cast(gs_stride, tl.int64) + offs, mask=mask, other=0.0).to(tl.float64)
+        g_margin = (g_out + aa) * sgd * live  # the emitted spike and a' + spike
+        g_h = (a_v * (1.0 - spike) + g_margin) * live  # the reset's spike factor is detached
+        tl.store(gx_ptr + row, g_h.to(gx_ptr.dtype.element_ty), mask=mask)
+        v_prev64 = v_prev.to(tl.float64)
+        a_prev64 = a_prev.to(tl.float64)
+        g_beta += g_h * v_prev64
+        g_thr -= g_margin
+        g_strength -= g_margin * a_prev64
+        g_decay_a += aa * a_prev64
+        av = g_h * beta.to(tl.float64) + a_v * (1.0 - live)  # refractory: v passes through unchanged
+        aa = aa * decay_a.to(tl.float64) - g_margin * strength.to(tl.float64)
+    tl.store(g_v0_ptr + offs, av, mask=mask)
+    tl.store(g_a0_ptr + offs, aa, mask=mask)
+    tl.store(g_beta_ptr + offs, g_beta, mask=mask)
+    tl.store(g_thr_ptr + offs, g_thr, mask=mask)
+    tl.store(g_decay_a_ptr + offs, g_decay_a, mask=mask)
+    tl.store(g_strength_ptr + offs, g_strength, mask=mask)

@@ -1,5 +1,5 @@
-"""The Triton provider: the LIF fast path (the paper's LIF, snnTorch ``Leaky`` with its delayed reset) as
-Triton kernels (``triton_lif``) for CUDA tensors.
+"""The Triton provider: the LIF fast path (the paper's LIF, snnTorch ``Leaky`` with its delayed reset) and the
+paper's adaptive LIF (``BlockALIF``) as Triton kernels (``triton_lif``) for CUDA tensors.
 
 Registered only when triton imports. ``backend="auto"`` does not pick it (its priority is below the torch
 provider's) until it has been measured on a GPU; select it with ``backend="triton"``. Under
@@ -13,7 +13,7 @@ import torch
 
 from .. import surrogate as sg
 from ..plugins import hookimpl
-from .torch_provider import finish_fast, prepare_fast
+from .torch_provider import describes_itself, finish_fast, initial_state, prepare_fast
 
 try:
     import triton
@@ -117,6 +117,63 @@ class _TritonLIF(torch.autograd.Function):
         )
 
 
+class _TritonALIF(torch.autograd.Function):
+    """The paper's adaptive LIF: spikes, membranes, final v, a and refractory countdown."""
+
+    @staticmethod
+    def forward(ctx, x, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, countdown0, refractory_steps, surrogate):
+        shape, T = x.shape[1:], x.shape[0]
+        N = shape.numel()
+        xs = x.detach().contiguous().reshape(T, N)
+        S, M, A = (torch.empty_like(xs) for _ in range(3))
+        flags = torch.empty((T, N), dtype=torch.int8, device=x.device)
+        v_out, a_out = (torch.empty(N, dtype=x.dtype, device=x.device) for _ in range(2))
+        countdown_out = torch.empty(N, dtype=torch.int32, device=x.device)
+        params = beta, threshold, adaptation_decay, adaptation_strength
+        width = _block_width(x.device)
+        triton_lif.alif_forward[(triton.cdiv(max(N, 1), width),)](
+            xs, _flat(v0, shape, N), _flat(a0, shape, N), _flat(countdown0, shape, N).to(torch.int32),
+            *(_flat(param, shape, N) for param in params),
+            S, M, A, flags, v_out, a_out, countdown_out, T, N, refractory_steps,
+            BLOCK=width, num_warps=4, enable_fp_fusion=False,
+        )  # fmt: skip
+        ctx.surrogate, ctx.shape = surrogate, shape
+        ctx.save_for_backward(xs, v0, a0, *params, M, A, flags)
+        countdown = countdown_out.to(torch.int64).view(shape)
+        ctx.mark_non_differentiable(countdown)
+        ctx.set_materialize_grads(False)
+        return S.view(x.shape), M.view(x.shape), v_out.view(shape), a_out.view(shape), countdown
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_a, _g_countdown):
+        xs, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, M, A, flags = ctx.saved_tensors
+        shape, (T, N), device = ctx.shape, xs.shape, xs.device
+        params = beta, threshold, adaptation_decay, adaptation_strength
+        gs, gs_stride = _row_or_rows(g_spikes, T, N, xs)
+        gm, gm_stride = _row_or_rows(g_membrane, T, N, xs)
+        finals = (_flat(g, shape, N) if g is not None else torch.zeros(N, dtype=xs.dtype, device=device)
+                  for g in (g_final_v, g_final_a))  # fmt: skip
+        gx = torch.empty_like(xs)
+        g_v0, g_a0, *g_params = (torch.empty(N, dtype=torch.float64, device=device) for _ in range(6))
+        width = _block_width(device)
+        triton_lif.alif_backward[(triton.cdiv(max(N, 1), width),)](
+            gs, gs_stride, gm, gm_stride, *finals, xs, M, A, _flat(v0, shape, N), _flat(a0, shape, N), flags,
+            *(_flat(param, shape, N) for param in params), triton_lif.surrogate_constants(ctx.surrogate, device),
+            gx, g_v0, g_a0, *g_params, T, N,
+            SG_KIND=ctx.surrogate.kernel_code, BLOCK=width, num_warps=4, enable_fp_fusion=False,
+        )  # fmt: skip
+        need = ctx.needs_input_grad
+        return (
+            gx.view(T, *shape) if need[0] else None,
+            _param_grad(g_v0, v0, shape) if need[1] else None,
+            _param_grad(g_a0, a0, shape) if need[2] else None,
+            *(_param_grad(g, param, shape) if need[3 + k] else None for k, (g, param) in enumerate(zip(g_params, params))),
+            None,
+            None,
+            None,
+        )
+
+
 class TritonLIFProvider:
     name = "triton"
     priority = 5  # below the torch provider: "auto" never picks it until it has been measured on a GPU
@@ -128,10 +185,10 @@ class TritonLIFProvider:
             return f"Triton kernels run on CUDA tensors, not on {device.type}"
         if grad != "exact":
             return "the Triton kernels compute exact BPTT gradients only"
-        if not profile.fast_lif_capable:
+        if not profile.fast_lif_capable and not describes_itself(profile, "alif_spec"):
             return (
-                f"no Triton kernel for {profile.describe()} (only the paper's LIF and snnTorch Leaky with a "
-                "delayed reset; the torch provider runs the others)"
+                f"no Triton kernel for {profile.describe()} (only the paper's LIF and ALIF and snnTorch Leaky with "
+                "a delayed reset; the torch provider runs the others)"
             )
         return sg.kernel_refusal(profile.surrogate)
 
@@ -141,6 +198,14 @@ class TritonLIFProvider:
                 f"the triton provider computes in float32 or float64, got {x.dtype}; use backend='torch' for it"
             )
         p = profile.prepare(params)
+        if describes_itself(profile, "alif_spec"):
+            s, countdown = initial_state(profile, p, x, state)
+            shape = x.shape[1:]
+            spikes, membrane, v, a, countdown = _TritonALIF.apply(
+                x, s["v"].expand(shape), s["a"].expand(shape), *profile.alif_spec(p), countdown, refractory_steps,
+                profile.surrogate,
+            )
+            return spikes, membrane, {"v": v, "a": a, "refractory": countdown}
         L = refractory_steps + 1
         cfg, v0, entry = prepare_fast(profile, p, x, state, L)
         spikes, membrane, v, last_entry, last_spike = _TritonLIF.apply(

@@ -101,12 +101,12 @@ def _spare_cpu() -> bool:
 def populate_in_background(*tensors: torch.Tensor, reverse: bool = False) -> threading.Thread | None:
     """Maps the pages of fresh large CPU buffers from a helper thread, ahead of a loop that fills them.
 
-    ``reverse``: the loop fills the buffers from their ends (a backward pass). Values are untouched.
-    Returns the helper thread (None where nothing is done); nobody needs to wait for it.
+    ``reverse``: the loop fills the buffers from their ends (a backward pass). Values are untouched; a buffer
+    given twice (one tensor serving as two) is mapped once. Returns the helper thread (None where nothing is
+    done); nobody needs to wait for it.
     """
-    tensors = tuple(
-        t for t in tensors if t.device.type == "cpu" and t.numel() * t.element_size() >= _MIN_BYTES
-    )
+    large = (t for t in tensors if t.device.type == "cpu" and t.numel() * t.element_size() >= _MIN_BYTES)
+    tensors = tuple({t.data_ptr(): t for t in large}.values())
     if not tensors or os.environ.get("SNN_BLOCKBACKEND_PREFAULT", "1") == "0" or not _spare_cpu():
         return None
     madvise = _madvise()

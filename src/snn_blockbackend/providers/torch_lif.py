@@ -93,7 +93,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
         CROSS = empty(x.shape, dtype, device)
     else:
         CROSS = torch.empty((2, *shape), dtype=dtype, device=device)
-    populate_in_background(*{id(b): b for b in (U, M, FIRED, CROSS)}.values())  # the loop fills them in time order
+    populate_in_background(U, M, FIRED, CROSS)  # the loop fills them in time order
     crossed = torch.gt if cfg.strict else torch.ge
     zero = torch.zeros((), dtype=dtype, device=device)
     owed = crossed(v0, threshold).to(dtype) if reentry else None

@@ -52,7 +52,7 @@ def describes_itself(profile, spec: str) -> bool:
     return callable(getattr(profile, spec, None))
 
 
-def _initial(profile, p, x, state, block_len):
+def _initial(profile, p, x, state):
     s, countdown = initial_state(profile, p, x, state)
     # "entry": the position of the first block where a neuron that spiked recently is live again; it is
     # refractory before it. -1: no spike pending.
@@ -63,7 +63,7 @@ def _initial(profile, p, x, state, block_len):
 def prepare_fast(profile, p, x, state, L):
     """Shared set-up of the LIF fast path (torch and numba): its description, initial v and entry."""
     cfg = profile.fast_lif(p)
-    s, entry = _initial(profile, p, x, state, L)
+    s, entry = _initial(profile, p, x, state)
     pending = profile.pending_reset(p, s)
     if pending is not None:  # an initial membrane above threshold owes a delayed reset at the first step
         entry = torch.where((entry < 0) & pending, 0, entry)
@@ -97,7 +97,7 @@ def _countdown(refractory_steps, n, spiked, j0, prev_entry):
 
 def run_generic(profile, p, x, refractory_steps, state):
     L = refractory_steps + 1
-    s, entry = _initial(profile, p, x, state, L)
+    s, entry = _initial(profile, p, x, state)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     spikes, membranes = [], []
     for xb in x.split(L):

@@ -64,17 +64,18 @@ class _TritonLIF(torch.autograd.Function):
         entry_out, spike_out = (torch.empty(N, dtype=torch.int32, device=x.device) for _ in range(2))
         graded_flat = _flat(graded, shape, N) if graded is not None else torch.ones(N, dtype=x.dtype, device=x.device)
         entry0_flat = entry0.reshape(-1).to(torch.int32).contiguous()
-        decay_flat, thr_flat = _flat(decay, shape, N), _flat(threshold, shape, N)
+        per_neuron = _flat(v0, shape, N), _flat(decay, shape, N), _flat(threshold, shape, N), graded_flat
         width = _block_width(x.device)
         triton_lif.lif_forward[(triton.cdiv(max(N, 1), width),)](
-            xs, _flat(v0, shape, N), decay_flat, thr_flat, graded_flat, entry0_flat,
+            xs, *per_neuron, entry0_flat,
             S, U, M, block_spike, v_out, entry_out, spike_out,
             T, N, block_len,
             STRICT=cfg.strict, REENTRY_ZERO=cfg.reentry_zero, REENTRY_SUBTRACT=cfg.reentry_subtract,
             POST_ZERO=cfg.post_zero, BLOCK=width, num_warps=4, enable_fp_fusion=False,
         )  # fmt: skip
         ctx.cfg, ctx.surrogate, ctx.block_len, ctx.shape = cfg, surrogate, block_len, shape
-        ctx.save_for_backward(v0, decay, threshold, graded, U, M, block_spike, entry0_flat)
+        # the parameters for their gradients' shapes, their flat copies for the kernel
+        ctx.save_for_backward(v0, decay, threshold, graded, *per_neuron, U, M, block_spike, entry0_flat)
         last_entry = entry_out.to(torch.int64).view(shape)
         last_spike = spike_out.to(torch.int64).view(shape)
         ctx.mark_non_differentiable(last_entry, last_spike)
@@ -83,7 +84,9 @@ class _TritonLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_spikes, g_membrane, g_final_v, _g_entry, _g_spike):
-        v0, decay, threshold, graded, U, M, block_spike, entry0 = ctx.saved_tensors
+        v0, decay, threshold, graded, v0_flat, decay_flat, thr_flat, graded_flat, U, M, block_spike, entry0 = (
+            ctx.saved_tensors
+        )
         cfg, surrogate, shape = ctx.cfg, ctx.surrogate, ctx.shape
         (T, N), device = U.shape, U.device
         gs, gs_stride = _row_or_rows(g_spikes, T, N, U)
@@ -91,11 +94,10 @@ class _TritonLIF(torch.autograd.Function):
         g_final = _flat(g_final_v, shape, N) if g_final_v is not None else torch.zeros(N, dtype=U.dtype, device=device)
         gx = torch.empty_like(U)
         g_v0, g_decay, g_thr, g_graded = (torch.empty(N, dtype=torch.float64, device=device) for _ in range(4))
-        graded_flat = _flat(graded, shape, N) if graded is not None else torch.ones(N, dtype=U.dtype, device=device)
         width = _block_width(device)
         triton_lif.lif_backward[(triton.cdiv(max(N, 1), width),)](
-            gs, gs_stride, gm, gm_stride, g_final, block_spike, entry0, U, M, _flat(v0, shape, N),
-            _flat(decay, shape, N), _flat(threshold, shape, N), graded_flat,
+            gs, gs_stride, gm, gm_stride, g_final, block_spike, entry0, U, M,
+            v0_flat, decay_flat, thr_flat, graded_flat,
             triton_lif.surrogate_constants(surrogate, device),
             gx, g_v0, g_decay, g_thr, g_graded,
             T, N, ctx.block_len,
@@ -130,15 +132,17 @@ class _TritonALIF(torch.autograd.Function):
         v_out, a_out = (torch.empty(N, dtype=x.dtype, device=x.device) for _ in range(2))
         countdown_out = torch.empty(N, dtype=torch.int32, device=x.device)
         params = beta, threshold, adaptation_decay, adaptation_strength
+        states = _flat(v0, shape, N), _flat(a0, shape, N)
+        params_flat = tuple(_flat(param, shape, N) for param in params)
         width = _block_width(x.device)
         triton_lif.alif_forward[(triton.cdiv(max(N, 1), width),)](
-            xs, _flat(v0, shape, N), _flat(a0, shape, N), _flat(countdown0, shape, N).to(torch.int32),
-            *(_flat(param, shape, N) for param in params),
+            xs, *states, _flat(countdown0, shape, N).to(torch.int32), *params_flat,
             S, M, A, flags, v_out, a_out, countdown_out, T, N, refractory_steps,
             BLOCK=width, num_warps=4, enable_fp_fusion=False,
         )  # fmt: skip
         ctx.surrogate, ctx.shape = surrogate, shape
-        ctx.save_for_backward(xs, v0, a0, *params, M, A, flags)
+        # the parameters for their gradients' shapes, their flat copies for the kernel
+        ctx.save_for_backward(xs, v0, a0, *params, *states, *params_flat, M, A, flags)
         countdown = countdown_out.to(torch.int64).view(shape)
         ctx.mark_non_differentiable(countdown)
         ctx.set_materialize_grads(False)
@@ -146,9 +150,9 @@ class _TritonALIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_a, _g_countdown):
-        xs, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, M, A, flags = ctx.saved_tensors
+        xs, v0, a0, *rest = ctx.saved_tensors
+        params, states, params_flat, (M, A, flags) = rest[:4], rest[4:6], rest[6:10], rest[10:]
         shape, (T, N), device = ctx.shape, xs.shape, xs.device
-        params = beta, threshold, adaptation_decay, adaptation_strength
         gs, gs_stride = _row_or_rows(g_spikes, T, N, xs)
         gm, gm_stride = _row_or_rows(g_membrane, T, N, xs)
         finals = (_flat(g, shape, N) if g is not None else torch.zeros(N, dtype=xs.dtype, device=device)
@@ -157,8 +161,8 @@ class _TritonALIF(torch.autograd.Function):
         g_v0, g_a0, *g_params = (torch.empty(N, dtype=torch.float64, device=device) for _ in range(6))
         width = _block_width(device)
         triton_lif.alif_backward[(triton.cdiv(max(N, 1), width),)](
-            gs, gs_stride, gm, gm_stride, *finals, xs, M, A, _flat(v0, shape, N), _flat(a0, shape, N), flags,
-            *(_flat(param, shape, N) for param in params), triton_lif.surrogate_constants(ctx.surrogate, device),
+            gs, gs_stride, gm, gm_stride, *finals, xs, M, A, *states, flags,
+            *params_flat, triton_lif.surrogate_constants(ctx.surrogate, device),
             gx, g_v0, g_a0, *g_params, T, N,
             SG_KIND=ctx.surrogate.kernel_code, BLOCK=width, num_warps=4, enable_fp_fusion=False,
         )  # fmt: skip
@@ -174,7 +178,7 @@ class _TritonALIF(torch.autograd.Function):
         )
 
 
-class TritonLIFProvider:
+class TritonProvider:
     name = "triton"
     priority = 5  # below the torch provider: "auto" never picks it until it has been measured on a GPU
 
@@ -216,4 +220,4 @@ class TritonLIFProvider:
 
 @hookimpl
 def snn_blockbackend_providers():
-    return [TritonLIFProvider()] if triton_lif is not None else []
+    return [TritonProvider()] if triton_lif is not None else []

@@ -17,7 +17,7 @@ SHELL := bash
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= snntorch,norse,sparseprop,bench,dev
+EXTRAS ?= snntorch,spikingjelly,norse,sparseprop,bench,dev
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 # importlib mode: test files in different folders may share a basename (tests/test_bad_input.py and
@@ -39,9 +39,9 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) $(TORCH_INDEX) '$(TORCH_PIN)'
 	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
-# SpikingJelly's metadata asks for torchvision/torchaudio/tensorboard, which its neurons never import
+# SpikingJelly's metadata asks for torchvision/torchaudio/tensorboard, which its neurons never import; the
+# [spikingjelly] extra above installs what they do import (see pyproject.toml)
 	$(PIP_INSTALL) --no-deps 'spikingjelly==2.0.0'
-	$(PIP_INSTALL) loguru packaging tqdm
 	$(PY) -c 'import torch, snn_blockbackend; print("torch", torch.__version__, "| snn_blockbackend", snn_blockbackend.__version__)'
 	touch $(STAMP)
 

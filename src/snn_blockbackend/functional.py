@@ -10,6 +10,7 @@ import torch
 
 from . import plugins
 from .profiles import NeuronProfile, make_profile
+from .providers import install_hint
 
 ENV_BACKEND = "SNN_BLOCKBACKEND_BACKEND"
 GRAD_MODES = ("exact", "blocks")
@@ -53,6 +54,12 @@ def use_backend(name: str):
 def _known_provider(name: str):
     available = plugins.providers()
     if name not in available:
+        hint = install_hint(name)
+        if hint is not None:
+            raise ValueError(
+                f"backend {name!r} is not installed (its package failed to import); install it with: {hint}; "
+                f"available providers: {sorted(available)}"
+            )
         raise ValueError(f"unknown backend {name!r}; available providers: {sorted(available)}")
     return available[name]
 

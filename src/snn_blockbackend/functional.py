@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from typing import NamedTuple
 
@@ -14,6 +15,9 @@ from .profiles import NeuronProfile, make_profile
 ENV_BACKEND = "SNN_BLOCKBACKEND_BACKEND"
 GRAD_MODES = ("exact", "blocks")
 _process_backend: str | None = None
+# use_backend's override: per thread and per asyncio task (a new thread starts without one), so two threads
+# nesting use_backend never see, or restore, each other's choice
+_context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("snn_blockbackend_backend", default=None)
 
 
 class BlockResult(NamedTuple):
@@ -34,20 +38,25 @@ def set_backend(name: str | None) -> None:
 
 
 def get_backend() -> str:
-    """The backend "auto" resolves to first: the process-wide setting, else $SNN_BLOCKBACKEND_BACKEND, else "auto"."""
-    return _process_backend or os.environ.get(ENV_BACKEND) or "auto"
+    """The backend "auto" resolves to first: the innermost ``use_backend`` of this thread / task, else the
+    process-wide setting (``set_backend``), else $SNN_BLOCKBACKEND_BACKEND, else "auto"."""
+    return _context_backend.get() or _process_backend or os.environ.get(ENV_BACKEND) or "auto"
 
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """Temporarily set the process-wide provider."""
-    global _process_backend
-    previous = _process_backend
-    set_backend(name)
+    """Select the provider for the calls made inside the ``with`` block by this thread (or asyncio task) only.
+
+    Context-local (``contextvars``): other threads keep their own choice, and nesting restores the outer one.
+    ``set_backend`` is the process-wide default underneath.
+    """
+    if name is not None and name != "auto":
+        _known_provider(name)
+    token = _context_backend.set(name)
     try:
         yield
     finally:
-        _process_backend = previous
+        _context_backend.reset(token)
 
 
 def _known_provider(name: str):

@@ -115,10 +115,15 @@ def check_input(x: torch.Tensor, check_finite: bool = True) -> None:
         raise ValueError(
             f"input must be time-first with at least one neuron dimension, [T, ...]; got shape {tuple(x.shape)}"
         )
+    if check_finite and not _all_finite(x):
+        raise ValueError("input contains NaN or Inf (pass check_finite=False to skip this check)")
+
+
+def _all_finite(t: torch.Tensor) -> bool:
     # A sum is finite unless some element is NaN/Inf (or the sum overflows): one cheap pass, no temporary;
     # only a non-finite sum pays for the elementwise check.
-    if check_finite and not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
-        raise ValueError("input contains NaN or Inf (pass check_finite=False to skip this check)")
+    t = t.detach()
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _broadcasts_to(shape, target) -> bool:
@@ -198,7 +203,7 @@ def check_state(
             raise TypeError(f"state {name!r} has dtype {value.dtype} but the input has {x.dtype}")
         if value.shape != x.shape[1:]:
             raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
-        if check_finite and name != "refractory" and not bool(torch.isfinite(value.detach()).all()):
+        if check_finite and name != "refractory" and not _all_finite(value):
             raise ValueError(f"state {name!r} contains NaN or Inf (pass check_finite=False to skip this check)")
     countdown = state.get("refractory")
     if countdown is not None:

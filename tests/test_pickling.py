@@ -91,7 +91,9 @@ def test_round_tripped_module_computes_the_same():
     torch.testing.assert_close(x1.grad, x2.grad, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["atan", "fast_sigmoid", "sigmoid", "superspike", "multi_gaussian", "boxcar", "heaviside"])
+@pytest.mark.parametrize(
+    "name", ["atan", "fast_sigmoid", "sigmoid", "superspike", "multi_gaussian", "boxcar", "heaviside"]
+)
 def test_named_surrogates_pickle(name):
     from snn_blockbackend import surrogate as sg
 

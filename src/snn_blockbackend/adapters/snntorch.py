@@ -52,12 +52,17 @@ def _closure_value(fn, name):
 
 # snnTorch's surrogate factories return closures, which pickle cannot store: a pickled neuron records the
 # factory and its argument instead and calls the factory again when it is loaded
-_SNNTORCH_FACTORIES = {"atan.<locals>.inner": ("atan", "alpha"), "fast_sigmoid.<locals>.inner": ("fast_sigmoid", "slope")}
+_SNNTORCH_FACTORIES = {
+    "atan.<locals>.inner": ("atan", "alpha"),
+    "fast_sigmoid.<locals>.inner": ("fast_sigmoid", "slope"),
+}
 
 
 def _snntorch_factory_call(spike_grad) -> tuple | None:
     """``(factory name, argument)`` when ``spike_grad`` is a closure made by snnTorch's atan / fast_sigmoid."""
-    if getattr(spike_grad, "__module__", None) != snn_surrogate.__name__ or not getattr(spike_grad, "__closure__", None):
+    if getattr(spike_grad, "__module__", None) != snn_surrogate.__name__:
+        return None
+    if not getattr(spike_grad, "__closure__", None):
         return None
     known = _SNNTORCH_FACTORIES.get(getattr(spike_grad, "__qualname__", ""))
     if known is None:

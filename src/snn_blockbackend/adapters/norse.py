@@ -11,9 +11,10 @@
   ``record_states``.
 * Parameters are registered on the module, unlike Norse's tuples: a field of ``p`` that is an
   ``nn.Parameter`` is registered as it is (an optimizer holding it keeps working), another tensor that
-  requires grad becomes a new ``nn.Parameter`` (a copy), everything else a buffer (a copy). So they appear
-  in ``.parameters()`` / ``state_dict()`` and follow ``.to()``. ``module.p`` is the equivalent Norse tuple
-  built from them; assigning ``module.p = ...`` loads a new tuple.
+  requires grad becomes a new ``nn.Parameter`` (a copy), everything else a non-persistent buffer (a copy).
+  They follow ``.to()``; ``module.p`` is the equivalent Norse tuple built from them; assigning
+  ``module.p = ...`` loads a new tuple. The ``state_dict`` is Norse's (no key for ``p``) plus the learnable
+  fields, so checkpoints load strictly both ways (see ``_load_from_state_dict`` and docs/norse.md).
 * Exactness (``refractory_steps=0``): every cell and module reproduces the installed Norse version bit for
   bit in the forward pass (spikes and every state variable), and its gradients to float rounding. The
   version matters: Norse 1.0's ``LIFCell``/``LIF``/``LIFRefracCell`` add the input to the synaptic current

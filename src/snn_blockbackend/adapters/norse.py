@@ -399,17 +399,22 @@ class _BlockNorseNeuron:
 
     def _initial_state(self, x: torch.Tensor) -> dict | None:
         """The engine's initial state. Norse's ``initial_state`` marks ``v`` as requiring grad, so a native
-        neuron's output has a graph even for input that has none (``z.sum().backward()`` works); ours does too."""
+        neuron's output has a graph even for input that has none (``z.sum().backward()`` works); ours does too.
+        Only where nothing else gives the output a graph: a grad-requiring state costs the engine a backward
+        pass for a leaf nobody reads."""
+        needs_graph = torch.is_grad_enabled() and not (
+            x.requires_grad or any(getattr(self, name).requires_grad for name in self._tensor_fields)
+        )
         if self._float32_initial_v and x.dtype != torch.float32:
             # Norse's float32 initial state (see _float32_initial_v); v_leak is detached there too
             zeros = torch.zeros(x.shape[1:], dtype=x.dtype, device=x.device)
             v = zeros + self.v_leak.detach().to(torch.float32).to(x.dtype)
             initial = {name: v if name == "v" else zeros for name in self._state_fields}
-        elif torch.is_grad_enabled():
+        elif needs_graph:
             initial = self.profile.initial_state(self._engine_params(x), x[0])
         else:
-            return None  # no graph without grad mode: the engine builds the same state itself
-        initial["v"] = initial["v"].detach().requires_grad_(torch.is_grad_enabled())
+            return None  # the engine builds the same state itself
+        initial["v"] = initial["v"].detach().requires_grad_(needs_graph)
         return initial
 
     def _engine_state(self, state, x: torch.Tensor) -> dict | None:

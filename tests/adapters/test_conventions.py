@@ -313,6 +313,8 @@ def test_norse_checkpoint_with_fixed_fields_still_loads():
     old_style = {name: torch.tensor(0.25) for name in ("tau_syn_inv", "tau_mem_inv", "v_leak", "v_th", "v_reset")}
     cell.load_state_dict(old_style, strict=True)
     assert float(cell.v_th) == 0.25 and float(cell.p.tau_mem_inv) == 0.25
+    with pytest.raises(RuntimeError, match="size mismatch for v_th"):
+        cell.load_state_dict({**old_style, "v_th": torch.ones(3)})
 
 
 def test_snntorch_checkpoints_load_strictly_both_ways():

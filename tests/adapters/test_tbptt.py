@@ -117,22 +117,30 @@ def _sj_net(node):
     return nn.Sequential(nn.Linear(N_IN, N), node)
 
 
+def _sj_run(net, step_mode):
+    if step_mode == "m":
+        return net
+    return lambda chunk: torch.stack([net(xt) for xt in chunk])
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
 @pytest.mark.parametrize("parametric", [False, True], ids=["LIFNode", "ParametricLIFNode"])
-def test_spikingjelly_tbptt_matches_native(parametric):
+def test_spikingjelly_tbptt_matches_native(parametric, step_mode):
     sjb, neuron, functional = _spikingjelly()
     torch.manual_seed(0)
     stock_class = neuron.ParametricLIFNode if parametric else neuron.LIFNode
     block_class = sjb.BlockParametricLIFNode if parametric else sjb.BlockLIFNode
-    native = _sj_net(stock_class(step_mode="m", v_threshold=0.3))
-    ours = _sj_net(block_class(step_mode="m", v_threshold=0.3))
-    if sjb.API == "0.0.0.0.14":
+    native = _sj_net(stock_class(step_mode=step_mode, v_threshold=0.3))
+    ours = _sj_net(block_class(step_mode=step_mode, v_threshold=0.3))
+    if sjb.API == "0.0.0.0.14" and step_mode == "m":
         functional.set_backend(ours, "block")
     ours.load_state_dict(native.state_dict())
     x, weights = _data()
     results = []
     for net in (native, ours):
         functional.reset_net(net)
-        results.append(_run_chunks(net, lambda: functional.detach_net(net), list(net.parameters()), x, weights))
+        run = _sj_run(net, step_mode)
+        results.append(_run_chunks(run, lambda: functional.detach_net(net), list(net.parameters()), x, weights))
     _assert_same(*results)
 
 
@@ -143,16 +151,13 @@ def test_spikingjelly_tbptt_carries_the_refractory_countdown(step_mode):
     net = _sj_net(sjb.BlockLIFNode(step_mode=step_mode, v_threshold=0.3, refractory_steps=3))
     whole = copy.deepcopy(net)
 
-    def run(module, chunk):
-        return module(chunk) if step_mode == "m" else torch.stack([module(xt) for xt in chunk])
-
     x, weights = _data(1)
     functional.reset_net(net)
-    spikes, _ = _run_chunks(lambda c: run(net, c), lambda: functional.detach_net(net), list(net.parameters()),
+    spikes, _ = _run_chunks(_sj_run(net, step_mode), lambda: functional.detach_net(net), list(net.parameters()),
                             x, weights)  # fmt: skip
     functional.reset_net(whole)
     with torch.no_grad():
-        expected = run(whole, x)
+        expected = _sj_run(whole, step_mode)(x)
     assert bool(expected.any())
     assert torch.equal(spikes, expected)
 

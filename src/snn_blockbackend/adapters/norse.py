@@ -317,8 +317,15 @@ class _BlockNorseNeuron:
         for name in self._tensor_fields:
             key = prefix + name
             if name in self._buffers and key in state_dict:
+                value, buffer = state_dict[key], self._buffers[name]
+                if not isinstance(value, torch.Tensor) or value.shape != buffer.shape:
+                    error_msgs.append(
+                        f"size mismatch for {key}: copying a param with shape {getattr(value, 'shape', value)} "
+                        f"from checkpoint, the shape in current model is {buffer.shape}."
+                    )
+                    continue
                 with torch.no_grad():
-                    self._buffers[name].copy_(state_dict[key])
+                    buffer.copy_(value)
         missing_before = len(missing_keys)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

@@ -89,8 +89,9 @@ class _BlockNodeMixin(_common.BlockMemories):
     def _run(self, x_seq: torch.Tensor):
         profile, params = self._profile(x_seq)
         result = _common.run_engine(self, x_seq, profile, params, self._state(x_seq[0]))
-        for name in list(self._memories):  # v (and a, the countdown when R > 0)
-            self._memories[name] = result.state[name]
+        for name, value in result.state.items():  # v, a; the countdown only where it is a memory (R > 0)
+            if name in self._memories:
+                self._memories[name] = value
         return result
 
     def single_step_forward(self, x: torch.Tensor):
@@ -185,7 +186,8 @@ class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
     decaying). With ``adaptation_strength=0`` this is ``LIFNode(tau, decay_input=False, v_reset=0.,
     detach_reset=True)`` except at exact ties (V == v_threshold). Memories ``v``, ``a`` and (when R > 0)
     ``refractory`` are reset by ``functional.reset_net``; ``v_seq`` (``store_v_seq=True``) holds V after each
-    step. The engine runs in every backend (``'block'`` is accepted in multi-step mode for ``functional.set_backend``).
+    step. The engine runs in every backend (``'block'`` is accepted in multi-step mode for
+    ``functional.set_backend``).
     """
 
     adaptive = True

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 T, BATCH, N_IN, N_HIDDEN, N_OUT, STEPS, LR = 20, 8, 6, 8, 4, 3, 0.5
-FRAMEWORKS = ("modules", "snntorch", "spikingjelly", "norse")
+# ours per framework, then the native classes in the same network (the reference for "works with DDP")
+FRAMEWORKS = ("modules", "snntorch", "spikingjelly", "norse", "snntorch-native", "spikingjelly-native", "norse-native")
 
 
 def data():
@@ -33,6 +34,18 @@ class Net(nn.Module):
         self.double()
 
     def _neuron(self):
+        if self.framework == "snntorch-native":
+            import snntorch
+
+            return snntorch.Leaky(0.9, threshold=0.3, learn_beta=True)
+        if self.framework == "spikingjelly-native":
+            from spikingjelly.activation_based.neuron import ParametricLIFNode
+
+            return ParametricLIFNode(v_threshold=0.3, step_mode="m")
+        if self.framework == "norse-native":
+            from norse.torch import LIF, LIFParameters
+
+            return LIF(LIFParameters(v_th=torch.tensor(0.3)))  # Norse registers no parameter of p
         if self.framework == "modules":
             from snn_blockbackend.modules import BlockLIF
 
@@ -55,15 +68,21 @@ class Net(nn.Module):
         return BlockLIF(LIFParameters(tau_mem_inv=nn.Parameter(torch.tensor(200.0)), v_th=torch.tensor(0.3)))
 
     def _spikes(self, neuron, h):
+        if self.framework == "snntorch-native":  # snn.Leaky steps
+            mem, spikes = torch.zeros_like(h[0]), []
+            for ht in h:
+                spk, mem = neuron(ht, mem)
+                spikes.append(spk)
+            return torch.stack(spikes).to(h.dtype)
         if self.framework == "snntorch":
             # a fresh membrane per batch; snnTorch's spikes are float32 (its spike function's dtype)
             return neuron(h, torch.zeros_like(h[0]))[0].to(h.dtype)
-        if self.framework == "norse":
-            return neuron(h * 100)[0]
+        if self.framework.startswith("norse"):
+            return neuron(h * 100)[0].to(h.dtype)
         return neuron(h)
 
     def forward(self, x):
-        if self.framework == "spikingjelly":
+        if self.framework.startswith("spikingjelly"):
             from spikingjelly.activation_based import functional
 
             functional.reset_net(self)  # a fresh state per batch

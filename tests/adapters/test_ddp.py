@@ -30,6 +30,7 @@ def _free_loopback_port() -> int:
 
 
 def _installed(framework: str) -> bool:
+    framework = framework.removesuffix("-native")
     if framework == "modules":
         return True
     try:

@@ -11,9 +11,10 @@
   ``record_states``.
 * Parameters are registered on the module, unlike Norse's tuples: a field of ``p`` that is an
   ``nn.Parameter`` is registered as it is (an optimizer holding it keeps working), another tensor that
-  requires grad becomes a new ``nn.Parameter`` (a copy), everything else a buffer (a copy). So they appear
-  in ``.parameters()`` / ``state_dict()`` and follow ``.to()``. ``module.p`` is the equivalent Norse tuple
-  built from them; assigning ``module.p = ...`` loads a new tuple.
+  requires grad becomes a new ``nn.Parameter`` (a copy), everything else a non-persistent buffer (a copy).
+  They follow ``.to()``; ``module.p`` is the equivalent Norse tuple built from them; assigning
+  ``module.p = ...`` loads a new tuple. The ``state_dict`` is Norse's (no key for ``p``) plus the learnable
+  fields, so checkpoints load strictly both ways (see ``_load_from_state_dict`` and docs/norse.md).
 * Exactness (``refractory_steps=0``): every cell and module reproduces the installed Norse version bit for
   bit in the forward pass (spikes and every state variable), and its gradients to float rounding. The
   version matters: Norse 1.0's ``LIFCell``/``LIF``/``LIFRefracCell`` add the input to the synaptic current
@@ -45,6 +46,7 @@ The neuron math lives in the engine's Norse profiles (``profiles.NorseLIFBox``, 
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from typing import NamedTuple
@@ -220,6 +222,12 @@ def engine_surrogate(method: str, alpha, version: str = PROFILE_VERSION):
 # ---------------------------------------------------------------------------------------------
 # shared machinery
 # ---------------------------------------------------------------------------------------------
+def _owned(final: dict) -> dict:
+    """The engine's final state as tensors of their own, not views of its [T, ...] outputs: Norse's states are
+    plain tensors, and ``state.v.detach_()`` (truncated BPTT) refuses views."""
+    return {name: value.clone() if value._is_view() else value for name, value in final.items()}
+
+
 class _BlockNorseNeuron:
     """Mixed into a Norse ``SNNCell``/``SNN`` subclass (listed first, so its methods win).
 
@@ -237,6 +245,9 @@ class _BlockNorseNeuron:
     _norse_state: type
     _block_state: type | None
     _time_first: bool = False
+    # Norse's LIFBoxCell, LIFCell and LIF take bool/integer input; LSNN and LIFRefrac fail on it (their initial
+    # state has the input's dtype), and so do ours, with the engine's clear message
+    _accepts_integer_input: bool = False
     _convert_alpha: bool = False  # LIFCell/LIF store torch.as_tensor(alpha); the others keep it as given
     # Norse builds some initial states as float32 tensors (torch.full(..., v_leak, dtype=torch.float32)):
     # on float64 input the initial v is then v_leak rounded to float32
@@ -277,19 +288,51 @@ class _BlockNorseNeuron:
     def _as_tensor(name, value):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = torch.as_tensor(value)  # as Norse does (float32 for a Python float)
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        if not isinstance(value, torch.Tensor) or value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"Norse parameter {name!r} must be a float or a floating-point tensor, not {value!r}")
+        if not value.is_floating_point():
+            # an integer parameter (LIFParameters(tau_syn_inv=torch.as_tensor(42)), v_reset=0): Norse's first
+            # use of it (dt * rate, or arithmetic with its float32 state) promotes it to the default float dtype
+            value = value.to(torch.get_default_dtype())
         return value
 
     def _register(self, name, value):
         self._parameters.pop(name, None)
         self._buffers.pop(name, None)
+        self._non_persistent_buffers_set.discard(name)
         if isinstance(value, nn.Parameter):
             self.register_parameter(name, value)
         elif value.requires_grad:
             self.register_parameter(name, nn.Parameter(value.detach().clone()))
         else:
-            self.register_buffer(name, value.detach().clone())
+            # Norse keeps p as constructor configuration, outside its state_dict: so do we for the fixed fields,
+            # so that checkpoints load strictly both ways (see _load_from_state_dict)
+            self.register_buffer(name, value.detach().clone(), persistent=False)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):  # fmt: skip
+        """Checkpoints in Norse's layout load strictly: a native module's state_dict has no key for ``p``, so a
+        missing learnable field keeps its constructor value (as loading into the native class does). A fixed
+        field found in the checkpoint (one saved before the fields became non-persistent) is loaded too."""
+        for name in self._tensor_fields:
+            key = prefix + name
+            if name in self._buffers and key in state_dict:
+                value, buffer = state_dict[key], self._buffers[name]
+                if not isinstance(value, torch.Tensor) or value.shape != buffer.shape:
+                    error_msgs.append(
+                        f"size mismatch for {key}: copying a param with shape {getattr(value, 'shape', value)} "
+                        f"from checkpoint, the shape in current model is {buffer.shape}."
+                    )
+                    continue
+                with torch.no_grad():
+                    buffer.copy_(value)
+        missing_before = len(missing_keys)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        ours = {prefix + name for name in self._tensor_fields}
+        missing_keys[missing_before:] = [key for key in missing_keys[missing_before:] if key not in ours]
+        unexpected_keys[:] = [key for key in unexpected_keys if key not in ours]
 
     def _load(self, p):
         # validate everything before changing anything (``module.p = ...`` on a working module)
@@ -361,14 +404,29 @@ class _BlockNorseNeuron:
             values[name] = getattr(state, name)
         return values
 
+    def _initial_state(self, x: torch.Tensor) -> dict | None:
+        """The engine's initial state. Norse's ``initial_state`` marks ``v`` as requiring grad, so a native
+        neuron's output has a graph even for input that has none (``z.sum().backward()`` works); ours does too.
+        Only where nothing else gives the output a graph: a grad-requiring state costs the engine a backward
+        pass for a leaf nobody reads."""
+        needs_graph = torch.is_grad_enabled() and not (
+            x.requires_grad or any(getattr(self, name).requires_grad for name in self._tensor_fields)
+        )
+        if self._float32_initial_v and x.dtype != torch.float32:
+            # Norse's float32 initial state (see _float32_initial_v); v_leak is detached there too
+            zeros = torch.zeros(x.shape[1:], dtype=x.dtype, device=x.device)
+            v = zeros + self.v_leak.detach().to(torch.float32).to(x.dtype)
+            initial = {name: v if name == "v" else zeros for name in self._state_fields}
+        elif needs_graph:
+            initial = self.profile.initial_state(self._engine_params(x), x[0])
+        else:
+            return None  # the engine builds the same state itself
+        initial["v"] = initial["v"].detach().requires_grad_(needs_graph)
+        return initial
+
     def _engine_state(self, state, x: torch.Tensor) -> dict | None:
         if state is None:
-            if self._float32_initial_v and x.dtype != torch.float32:
-                # Norse's float32 initial state (see _float32_initial_v); v_leak is detached there too
-                zeros = torch.zeros(x.shape[1:], dtype=x.dtype, device=x.device)
-                v = zeros + self.v_leak.detach().to(torch.float32).to(x.dtype)
-                return {name: v if name == "v" else zeros for name in self._state_fields}
-            return None
+            return self._initial_state(x)
         shape = x.shape[1:]
         out = {}
         for name, value in self._state_values(state).items():
@@ -404,7 +462,8 @@ class _BlockNorseNeuron:
         return self._norse_state(**{name: final[name] for name in self._state_fields})
 
     # -- running ------------------------------------------------------------------------------------
-    def _check_input(self, x):
+    def _check_input(self, x, state=None) -> torch.Tensor:
+        """``x`` checked (and, where Norse accepts bool/integer input, converted to the float dtype it computes in)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor, not {type(x).__name__}")
         if x.is_sparse:
@@ -413,6 +472,22 @@ class _BlockNorseNeuron:
         if x.dim() < need:
             what = "time-first [T, ...] with at least one neuron dimension" if self._time_first else "[batch, ...]"
             raise ValueError(f"{type(self).__name__} takes input of shape {what}; got shape {tuple(x.shape)}")
+        if x.is_floating_point():
+            return x
+        if x.is_complex() or not self._accepts_integer_input:
+            raise TypeError(
+                f"{type(self).__name__} takes floating-point input (Norse's "
+                f"{getattr(_NATIVE_OF.get(type(self)), '__name__', 'neuron')} fails on other input too); got dtype "
+                f"{x.dtype}, convert it with x.float()"
+            )
+        # Norse's LIFBoxCell/LIFCell/LIF add a bool/integer input to their float state (x + v_leak, i + x): the
+        # arithmetic runs in the parameters' (and a given state's) float dtype
+        dtype = functools.reduce(torch.promote_types, (getattr(self, name).dtype for name in self._tensor_fields))
+        if state is not None:
+            for value in self._state_values(state).values():
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    dtype = torch.promote_types(dtype, value.dtype)
+        return x.to(dtype)
 
     def _run(self, x: torch.Tensor, state) -> BlockResult:
         return block_neuron(
@@ -427,11 +502,11 @@ class _BlockNorseNeuron:
 
     def _step(self, input_tensor, state):
         result = self._run(input_tensor.unsqueeze(0), state)
-        return result.spikes[0], self._output_state(result.state)
+        return result.spikes[0], self._output_state(_owned(result.state))
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         """Cells: one step ``[batch, ...] -> (spikes, state)``; modules: ``[T, batch, ...] -> (spikes[T], state)``."""
-        self._check_input(input_tensor)
+        input_tensor = self._check_input(input_tensor, state)
         if not self._time_first:
             return self._step(input_tensor, state)
         if getattr(self, "record_states", False):
@@ -443,7 +518,7 @@ class _BlockNorseNeuron:
                 states.append(state)
             return torch.stack(outputs), _merge_states(states)
         result = self._run(input_tensor, state)
-        return result.spikes, self._output_state(result.state)
+        return result.spikes, self._output_state(_owned(result.state))
 
     def extra_repr(self) -> str:
         return (
@@ -462,6 +537,7 @@ class _LIFBoxMixin(_BlockNorseNeuron):
     _state_fields = ("v",)
     _norse_state = LIFBoxFeedForwardState
     _block_state = BlockLIFBoxState
+    _accepts_integer_input = True
     _float32_initial_v = PROFILE_VERSION == "1.0"  # LIFBoxCell 1.0: v = full(shape, v_leak, dtype=float32)
     reset_method = "value"
 
@@ -536,6 +612,7 @@ class _LIFMixin(_BlockNorseNeuron):
     _state_fields = ("v", "i")
     _norse_state = LIFFeedForwardState
     _block_state = BlockLIFState
+    _accepts_integer_input = True
     _convert_alpha = True
     _float32_initial_v = PROFILE_VERSION == "1.0"  # LIFCell 1.0: full(..., dtype=float32); 1.1: clone(v_leak)
 
@@ -718,9 +795,19 @@ def convert(model: nn.Module, refractory_steps: int = 0, backend: str = "auto") 
     tensor of ``p`` that is an ``nn.Parameter`` is adopted, another one that requires grad is copied into a
     new ``nn.Parameter``: build the optimizer after converting. ``refractory_steps`` applies to all but
     ``LIFRefracCell`` (which keeps its own counter).
+
+    A block neuron already in ``model`` (converted before, or built as one) is kept and gets this call's
+    ``refractory_steps`` and ``backend``, so ``convert(model, refractory_steps=R)`` always leaves every neuron
+    with R (``BlockLIFBox``, which has no Norse counterpart, included).
     """
+    refractory_steps = check_refractory_steps(refractory_steps)
 
     def make(module):
+        if isinstance(module, _BlockNorseNeuron):
+            if module._block_state is not None:  # not BlockLIFRefracCell (its own counter, R stays 0)
+                module.refractory_steps = refractory_steps
+            module.backend = backend
+            return None
         block = _BLOCK_OF.get(type(module))
         if block is None:
             return None

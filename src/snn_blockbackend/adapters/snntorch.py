@@ -205,6 +205,12 @@ def _neuron_dtype(x: torch.Tensor, *tensors) -> torch.dtype:
     return dtype
 
 
+def _check_bool(name, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {value!r}")
+    return value
+
+
 def _check_time_first(x, who):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{who} expects a torch.Tensor, not {type(x).__name__}")
@@ -228,6 +234,7 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
     * ``sequence`` (bool): when True, ``forward(x)`` takes a whole time-first sequence [T, ...] and returns
       the spikes (and membranes) of all T steps, computed by the block engine (see ``forward_sequence``).
     * ``backend``: the engine provider ("auto", "torch", "numba", "reference").
+    * ``check_finite`` (default True): the engine's NaN/Inf input check (see ``block_neuron``).
 
     Single steps (``sequence=False``): with R = 0 snnTorch's own ``Leaky.forward`` runs; with R > 0 the
     engine runs the step, honouring the refractory countdown (buffer ``refractory``, the engine's
@@ -254,6 +261,7 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         refractory_steps: int = 0,
         sequence: bool = False,
         backend: str = "auto",
+        check_finite: bool = True,
     ):
         refractory_steps = check_refractory_steps(refractory_steps)
         if refractory_steps > 0 and (inhibition or state_quant):
@@ -281,6 +289,7 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         self.refractory_steps = refractory_steps
         self.sequence = bool(sequence)
         self.backend = backend
+        self.check_finite = _check_bool("check_finite", check_finite)
         self._init_linked_state()
 
     def extra_repr(self) -> str:
@@ -364,7 +373,10 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         }
         extra = self._extra_state(incoming, x[0])
         state = {"v": incoming.to(dtype), "refractory": extra["refractory"]}
-        result = block_neuron(x.to(dtype), profile, params, self.refractory_steps, state=state, backend=self.backend)
+        result = block_neuron(
+            x.to(dtype), profile, params, self.refractory_steps, state=state, backend=self.backend,
+            check_finite=self.check_finite,
+        )
         self._store(result)
         return result.spikes.to(self._spike_dtype(x, dtype)), result.membrane
 
@@ -420,6 +432,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
         refractory_steps: int = 0,
         sequence: bool = False,
         backend: str = "auto",
+        check_finite: bool = True,
     ):
         refractory_steps = check_refractory_steps(refractory_steps)
         super().__init__(
@@ -444,6 +457,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
         self.refractory_steps = refractory_steps
         self.sequence = bool(sequence)
         self.backend = backend
+        self.check_finite = _check_bool("check_finite", check_finite)
         self._init_linked_state()
 
     def extra_repr(self) -> str:
@@ -491,7 +505,10 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
         like = x[0].to(dtype)
         extra = self._extra_state(incoming, like)
         state = {"v": incoming.to(dtype), "a": extra["adaptation"], "refractory": extra["refractory"]}
-        result = block_neuron(x.to(dtype), profile, params, self.refractory_steps, state=state, backend=self.backend)
+        result = block_neuron(
+            x.to(dtype), profile, params, self.refractory_steps, state=state, backend=self.backend,
+            check_finite=self.check_finite,
+        )
         self.adaptation = result.state["a"]
         self._store(result)
         return result.spikes, result.membrane
@@ -556,7 +573,7 @@ def _replace_modules(model: nn.Module, wanted, make):
     return model
 
 
-def convert(model: nn.Module, refractory_steps: int = 0, *, sequence: bool = False, backend: str = "auto"):
+def convert(model: nn.Module, refractory_steps: int = 0, *, sequence: bool | None = None, backend: str = "auto"):
     """Replace every ``snn.Leaky`` (exactly that class, not subclasses) in ``model`` by a ``BlockLeaky``.
 
     The new neurons share the old ones' parameter and buffer tensors (``beta``, ``threshold``,
@@ -565,12 +582,31 @@ def convert(model: nn.Module, refractory_steps: int = 0, *, sequence: bool = Fal
     ``refractory_steps=0`` and an optimizer over ``model.parameters()`` stays valid. Modules are replaced
     in place inside their parents; the (possibly new) model is returned, since ``model`` itself may be a
     ``Leaky``. Hooks registered on the old neurons are not carried over.
+
+    A ``BlockLeaky`` / ``BlockALIF`` already in ``model`` (converted before, or built as one) is kept and gets
+    this call's ``refractory_steps`` and ``backend`` (and ``sequence`` when given; ``None``, the default,
+    means False for new neurons and unchanged for existing ones), so after ``convert(model,
+    refractory_steps=R)`` every neuron of ours has R.
     """
     refractory_steps = check_refractory_steps(refractory_steps)
+    ours = [m for m in model.modules() if isinstance(m, _LinkedStateMixin)]
+    if refractory_steps > 0:  # check everything before changing anything
+        for module in ours:
+            if module.inhibition or module.state_quant:
+                feature = "inhibition" if module.inhibition else "state_quant"
+                raise NotImplementedError(
+                    f"cannot set refractory_steps={refractory_steps} on {module!r}: it uses {feature}, which only "
+                    "snnTorch's own single-step forward supports (refractory_steps=0)"
+                )
+    for module in ours:
+        module.refractory_steps = refractory_steps
+        module.backend = backend
+        if sequence is not None:
+            module.sequence = bool(sequence)
     return _replace_modules(
         model,
         lambda m: type(m) is snn.Leaky,
-        lambda m: _swap(m, BlockLeaky, refractory_steps=refractory_steps, sequence=sequence, backend=backend),
+        lambda m: _swap(m, BlockLeaky, refractory_steps=refractory_steps, sequence=bool(sequence), backend=backend),
     )
 
 

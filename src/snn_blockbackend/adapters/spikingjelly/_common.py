@@ -35,12 +35,33 @@ class BlockMemories:
     parametric = False
     adaptive = False
 
-    def _init_block(self, refractory_steps) -> None:
-        self.refractory_steps = check_refractory_steps(refractory_steps)
+    def _init_block(self, refractory_steps, check_finite) -> None:
         self.block_provider = PROVIDER_DEFAULT  # the engine provider: "auto", "torch", "numba", "reference"
+        if not isinstance(check_finite, bool):
+            raise TypeError(f"check_finite must be a bool, not {check_finite!r}")
+        self.check_finite = check_finite  # the engine's NaN/Inf input check (functional.block_neuron)
         if self.adaptive:
             self.register_memory("a", 0.0)
-        self.register_memory("refractory", 0)  # steps still refractory (a countdown; 0: live)
+        self.refractory_steps = refractory_steps
+
+    @property
+    def refractory_steps(self) -> int:
+        return self._refractory_steps
+
+    @refractory_steps.setter
+    def refractory_steps(self, value) -> None:
+        # The countdown memory exists only with a refractory period, so that with R = 0 ``named_memories``
+        # (and ``functional_forward``'s state tuple) is the stock node's.
+        value = check_refractory_steps(value)
+        self.__dict__["_refractory_steps"] = value
+        if value > 0 and "refractory" not in self._memories:
+            self.register_memory("refractory", 0)  # steps still refractory (a countdown; 0: live)
+        elif value == 0 and "refractory" in self._memories:
+            del self._memories["refractory"], self._memories_rv["refractory"]
+
+    def _countdown(self):
+        """The stored countdown memory (None when there is no refractory period)."""
+        return self._memories.get("refractory")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,9 +233,14 @@ def alif_profile_and_params(node, surrogate_function):
 
 
 def run_engine(node, x_seq: torch.Tensor, profile, params, state: dict) -> BlockResult:
-    return block_neuron(
-        x_seq, profile, params, node.refractory_steps, state=state, backend=node.block_provider
+    """The engine call; its final state holds tensors of their own (not views of the [T, ...] outputs), since
+    ``functional.detach_net`` detaches the stored memories in place, which views refuse."""
+    result = block_neuron(
+        x_seq, profile, params, node.refractory_steps, state=state, backend=node.block_provider,
+        check_finite=node.check_finite,
     )
+    final = {name: value.clone() if value._is_view() else value for name, value in result.state.items()}
+    return result._replace(state=final)
 
 
 def check_single_step_input(x) -> None:
@@ -278,10 +304,15 @@ def stock_to_block(stock_lif, stock_plif, block_lif, block_plif, extra_arguments
     """The ``make_replacement`` for ``convert``: stock (Parametric)LIFNode -> ours, same arguments and state.
 
     ParametricLIFNode's ``w`` is moved over as the same ``nn.Parameter`` object, so an optimizer built on the
-    original model keeps training the converted one."""
+    original model keeps training the converted one. A Block node already there (converted before, or
+    built as one, ``BlockALIFNode`` included) is kept and gets ``refractory_steps``: after
+    ``convert(net, refractory_steps=R)`` every neuron of ours has R."""
     refractory_steps = check_refractory_steps(refractory_steps)
 
     def make(module):
+        if isinstance(module, BlockMemories):
+            module.refractory_steps = refractory_steps
+            return None
         kind = type(module)  # exact classes only: a user subclass may have changed the dynamics
         if kind is not stock_lif and kind is not stock_plif:
             return None

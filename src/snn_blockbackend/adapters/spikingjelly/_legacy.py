@@ -81,14 +81,17 @@ class _BlockNodeMixin(_common.BlockMemories):
                     f"time step has shape {tuple(x0.shape)}; call functional.reset_net(net) between batches"
                 )
             state[name] = value.to(dtype=x0.dtype, device=x0.device)
-        state["refractory"] = _common.initial_refractory(self.refractory, x0)
+        countdown = self._countdown()
+        if countdown is not None:
+            state["refractory"] = _common.initial_refractory(countdown, x0)
         return state
 
     def _run(self, x_seq: torch.Tensor):
         profile, params = self._profile(x_seq)
         result = _common.run_engine(self, x_seq, profile, params, self._state(x_seq[0]))
-        for name, value in result.state.items():
-            self._memories[name] = value
+        for name, value in result.state.items():  # v, a; the countdown only where it is a memory (R > 0)
+            if name in self._memories:
+                self._memories[name] = value
         return result
 
     def single_step_forward(self, x: torch.Tensor):
@@ -132,12 +135,13 @@ class BlockLIFNode(_BlockNodeMixin, neuron.LIFNode):
         backend="torch",
         store_v_seq: bool = False,
         refractory_steps: int = 0,
+        check_finite: bool = True,
     ):
         _common.check_lif_arguments(tau, v_threshold, v_reset, detach_reset)
         super().__init__(
             tau, decay_input, v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq
         )
-        self._init_block(refractory_steps)
+        self._init_block(refractory_steps, check_finite)
 
 
 class BlockParametricLIFNode(_BlockNodeMixin, neuron.ParametricLIFNode):
@@ -158,13 +162,14 @@ class BlockParametricLIFNode(_BlockNodeMixin, neuron.ParametricLIFNode):
         backend="torch",
         store_v_seq: bool = False,
         refractory_steps: int = 0,
+        check_finite: bool = True,
     ):
         _common.check_lif_arguments(init_tau, v_threshold, v_reset, detach_reset, tau_name="init_tau")
         super().__init__(
             init_tau, decay_input, v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend,
             store_v_seq,
         )
-        self._init_block(refractory_steps)
+        self._init_block(refractory_steps, check_finite)
 
 
 class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
@@ -179,9 +184,10 @@ class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
 
     then ``refractory_steps`` R: for R steps after a spike V is held at 0 and no spike occurs (a keeps
     decaying). With ``adaptation_strength=0`` this is ``LIFNode(tau, decay_input=False, v_reset=0.,
-    detach_reset=True)`` except at exact ties (V == v_threshold). Memories ``v``, ``a`` and ``refractory`` are
-    reset by ``functional.reset_net``; ``v_seq`` (``store_v_seq=True``) holds V after each step. The engine runs
-    in every backend (``'block'`` is accepted in multi-step mode for ``functional.set_backend``).
+    detach_reset=True)`` except at exact ties (V == v_threshold). Memories ``v``, ``a`` and (when R > 0)
+    ``refractory`` are reset by ``functional.reset_net``; ``v_seq`` (``store_v_seq=True``) holds V after each
+    step. The engine runs in every backend (``'block'`` is accepted in multi-step mode for
+    ``functional.set_backend``).
     """
 
     adaptive = True
@@ -197,13 +203,14 @@ class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
         backend="torch",
         store_v_seq: bool = False,
         refractory_steps: int = 0,
+        check_finite: bool = True,
     ):
         _common.check_alif_arguments(tau, tau_adapt, adaptation_strength, v_threshold)
         super().__init__(v_threshold, 0.0, surrogate_function, True, step_mode, backend, store_v_seq)
         self.tau = tau
         self.tau_adapt = tau_adapt
         self.adaptation_strength = adaptation_strength
-        self._init_block(refractory_steps)
+        self._init_block(refractory_steps, check_finite)
 
     def neuronal_charge(self, x: torch.Tensor):
         raise NotImplementedError("BlockALIFNode runs on the block engine; it has no per-step charge method")

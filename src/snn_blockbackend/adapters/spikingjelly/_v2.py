@@ -107,12 +107,13 @@ class BlockLIFNode(_BlockNodeMixin, neuron.LIFNode):
         step_mode="s",
         store_v_seq: bool = False,
         refractory_steps: int = 0,
+        check_finite: bool = True,
     ):
         _common.check_lif_arguments(tau, v_threshold, v_reset, detach_reset)
         super().__init__(
             tau, decay_input, v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq
         )
-        self._init_block(refractory_steps)
+        self._init_block(refractory_steps, check_finite)
 
 
 class BlockParametricLIFNode(_BlockNodeMixin, neuron.ParametricLIFNode):
@@ -132,12 +133,13 @@ class BlockParametricLIFNode(_BlockNodeMixin, neuron.ParametricLIFNode):
         step_mode="s",
         store_v_seq: bool = False,
         refractory_steps: int = 0,
+        check_finite: bool = True,
     ):
         _common.check_lif_arguments(init_tau, v_threshold, v_reset, detach_reset, tau_name="init_tau")
         super().__init__(
             init_tau, decay_input, v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq
         )
-        self._init_block(refractory_steps)
+        self._init_block(refractory_steps, check_finite)
 
 
 class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
@@ -153,7 +155,7 @@ class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
     then ``refractory_steps`` R: for R steps after a spike V is held at 0 and no spike occurs (a keeps
     decaying). With ``adaptation_strength=0`` this is ``LIFNode(tau, decay_input=False, v_reset=0.,
     detach_reset=True)`` up to one rounding of the charge (2.x computes ``V - V/tau + X``) and exact ties.
-    Memories ``v``, ``a`` and ``refractory`` are reset by ``functional.reset_net``; ``v_seq``
+    Memories ``v``, ``a`` and (R > 0) ``refractory`` are reset by ``functional.reset_net``; ``v_seq``
     (``store_v_seq=True``) holds V after each step.
     """
 
@@ -169,13 +171,14 @@ class BlockALIFNode(_BlockNodeMixin, neuron.BaseNode):
         step_mode="s",
         store_v_seq: bool = False,
         refractory_steps: int = 0,
+        check_finite: bool = True,
     ):
         _common.check_alif_arguments(tau, tau_adapt, adaptation_strength, v_threshold)
         super().__init__(v_threshold, 0.0, surrogate_function, True, step_mode=step_mode, store_v_seq=store_v_seq)
         self.tau = tau
         self.tau_adapt = tau_adapt
         self.adaptation_strength = adaptation_strength
-        self._init_block(refractory_steps)
+        self._init_block(refractory_steps, check_finite)
 
     def extra_repr(self):
         return (

@@ -205,3 +205,18 @@ def test_non_finite_psu_state_and_no_steps_are_refused():
         psu_f.psu_step(x[0], state)
     with pytest.raises(ValueError, match=r"no time steps \(T = 0"):
         psu_f.psu(torch.zeros(0, 3))
+
+
+@pytest.mark.parametrize("name", ["BlockLeaky", "BlockALIF"])
+def test_snntorch_sequence_of_no_steps_keeps_the_membrane(name):
+    """snnTorch adapters in sequence mode: T = 0 gives empty outputs and leaves the membrane as a loop of zero
+    steps would (it used to raise IndexError)."""
+    pytest.importorskip("snntorch", reason="the snnTorch adapter needs snnTorch (pip extra [snntorch])")
+    from snn_blockbackend.adapters import snntorch as adapter
+
+    neuron = getattr(adapter, name)(beta=0.9, sequence=True)
+    neuron(torch.rand(5, 2, 3) * 2)
+    before = neuron.mem.clone()
+    spikes, membrane = neuron(torch.rand(0, 2, 3), neuron.mem)
+    assert spikes.shape == membrane.shape == (0, 2, 3)
+    assert torch.equal(neuron.mem, before)

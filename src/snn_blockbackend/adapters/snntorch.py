@@ -135,7 +135,8 @@ class _LinkedStateMixin:
 
     def _store(self, result) -> torch.Tensor:
         """Keep the engine's final state; returns the new ``self.mem``."""
-        last = result.membrane[-1]  # equals the final state "v" for the profiles used here
+        # the last step's membrane equals the final state "v" for the profiles used here (T = 0: the given state)
+        last = result.membrane[-1] if result.membrane.shape[0] else result.state["v"]
         # a copy, not the view: snnTorch's detach_hidden() detaches self.mem in place, which views refuse
         self.mem = last.clone()
         self.refractory = result.state["refractory"]
@@ -364,14 +365,14 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         profile = self._engine_profile()
         incoming = self.mem if mem is None else mem
         if incoming.shape != x.shape[1:]:
-            incoming = torch.zeros_like(x[0])  # Leaky: a membrane of another shape restarts at zero
+            incoming = x.new_zeros(x.shape[1:])  # Leaky: a membrane of another shape restarts at zero
         dtype = _neuron_dtype(x, self.beta, self.threshold, incoming)
         params = {
             "beta": self.beta.to(dtype),
             "threshold": self.threshold.to(dtype),
             "graded_spikes_factor": self.graded_spikes_factor.to(dtype),
         }
-        extra = self._extra_state(incoming, x[0])
+        extra = self._extra_state(incoming, x.new_zeros(x.shape[1:]))
         state = {"v": incoming.to(dtype), "refractory": extra["refractory"]}
         result = block_neuron(
             x.to(dtype), profile, params, self.refractory_steps, state=state, backend=self.backend,
@@ -492,7 +493,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
             )
         incoming = self.mem if mem is None else mem
         if incoming.shape != x.shape[1:]:
-            incoming = torch.zeros_like(x[0])
+            incoming = x.new_zeros(x.shape[1:])
         tensors = (self.beta, self.threshold, self.adaptation_decay, self.adaptation_strength)
         dtype = _neuron_dtype(x, *tensors, incoming)
         profile = make_profile("paper", surrogate=engine_surrogate(self.spike_grad, self.surrogate_disable))
@@ -502,7 +503,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
             "adaptation_decay": self.adaptation_decay.to(dtype),
             "adaptation_strength": self.adaptation_strength.to(dtype),
         }
-        like = x[0].to(dtype)
+        like = x.new_zeros(x.shape[1:], dtype=dtype)
         extra = self._extra_state(incoming, like)
         state = {"v": incoming.to(dtype), "a": extra["adaptation"], "refractory": extra["refractory"]}
         result = block_neuron(

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 
 from . import plugins
+from .ops import has_data
 from .profiles import NeuronProfile, make_profile
 
 ENV_BACKEND = "SNN_BLOCKBACKEND_BACKEND"
@@ -57,20 +58,34 @@ def _known_provider(name: str):
     return available[name]
 
 
-def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str):
-    """Resolve ``backend`` (per call) > process-wide setting > $SNN_BLOCKBACKEND_BACKEND > auto."""
+def _refusal(provider, profile, device, grad, dtypes):
+    reason = provider.supports(profile, device, grad)
+    if reason is None and dtypes is not None and hasattr(provider, "supports_dtypes"):
+        reason = provider.supports_dtypes(dtypes)
+    return reason
+
+
+def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str, dtypes=None):
+    """Resolve ``backend`` (per call) > process-wide setting > $SNN_BLOCKBACKEND_BACKEND > auto.
+
+    ``dtypes``: the set of dtypes of the input, parameters and state (a provider with ``supports_dtypes`` may
+    refuse some, e.g. half precision or mixed dtypes). The meta device selects as the CPU does: the chosen
+    provider's operators have fake (meta) implementations that give the output shapes and dtypes.
+    """
+    if device.type == "meta":
+        device = torch.device("cpu")
     if backend == "auto":
         backend = get_backend()
     if backend != "auto":
         provider = _known_provider(backend)
-        reason = provider.supports(profile, device, grad)
+        reason = _refusal(provider, profile, device, grad, dtypes)
         if reason is not None:
             raise ValueError(f"backend {backend!r} cannot run this request: {reason}")
         return provider
     candidates = sorted(plugins.providers().values(), key=lambda prov: -prov.priority)
     reasons = []
     for provider in candidates:
-        reason = provider.supports(profile, device, grad)
+        reason = _refusal(provider, profile, device, grad, dtypes)
         if reason is None:
             return provider
         reasons.append(f"{provider.name}: {reason}")
@@ -103,8 +118,8 @@ def check_input(x: torch.Tensor, check_finite: bool = True) -> None:
     if x.shape[0] == 0:
         raise ValueError("input has no time steps (T = 0)")
     # A sum is finite unless some element is NaN/Inf (or the sum overflows): one cheap pass, no temporary;
-    # only a non-finite sum pays for the elementwise check.
-    if check_finite and not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
+    # only a non-finite sum pays for the elementwise check. Skipped under tracing and on meta tensors (has_data).
+    if check_finite and has_data(x) and not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
         raise ValueError("input contains NaN or Inf (pass check_finite=False to skip this check)")
 
 
@@ -122,11 +137,6 @@ def _as_param(name, value, x, neuron_shape):
             raise TypeError(f"parameter {name!r} must be floating point, got dtype {value.dtype}")
         if value.device != x.device:
             raise ValueError(f"parameter {name!r} is on {value.device} but the input is on {x.device}")
-        if value.dtype != x.dtype:
-            raise TypeError(
-                f"parameter {name!r} has dtype {value.dtype} but the input has {x.dtype}; use the same dtype "
-                "(for a module: module.to(dtype))"
-            )
         if not _broadcasts_to(value.shape, neuron_shape):
             raise ValueError(
                 f"parameter {name!r} of shape {tuple(value.shape)} does not broadcast to the neuron shape "
@@ -137,7 +147,7 @@ def _as_param(name, value, x, neuron_shape):
         tensor = torch.tensor(float(value), dtype=x.dtype, device=x.device)
     else:
         raise TypeError(f"parameter {name!r} must be a float or a tensor, not {type(value).__name__}")
-    if not bool(torch.isfinite(tensor.detach()).all()):
+    if has_data(tensor) and not bool(torch.isfinite(tensor.detach()).all()):
         raise ValueError(f"parameter {name!r} contains NaN or Inf")
     return tensor
 
@@ -157,6 +167,8 @@ def check_params(profile: NeuronProfile, params: dict, x: torch.Tensor) -> dict:
         if value is None:
             raise ValueError(f"profile {profile.name!r} needs parameter {name!r}")
         out[name] = _as_param(name, value, x, neuron_shape)
+    if not has_data(x, *out.values()):  # range checks read values: eager only
+        return out
     for name in profile.unit_interval_params:
         t = out[name].detach()
         if not bool(((t > 0) & (t <= 1)).all()):
@@ -179,15 +191,15 @@ def check_state(profile: NeuronProfile, state: dict | None, x: torch.Tensor, ref
             raise TypeError(f"state {name!r} must be a tensor")
         if value.device != x.device:
             raise ValueError(f"state {name!r} is on {value.device} but the input is on {x.device}")
-        if name != "refractory" and value.dtype != x.dtype:
-            raise TypeError(f"state {name!r} has dtype {value.dtype} but the input has {x.dtype}")
+        if name != "refractory" and not value.is_floating_point():
+            raise TypeError(f"state {name!r} must be floating point, got dtype {value.dtype}")
         if value.shape != x.shape[1:]:
             raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
     countdown = state.get("refractory")
     if countdown is not None:
         if countdown.is_floating_point() or countdown.dtype == torch.bool:
             raise TypeError(f"state 'refractory' (steps still owed) must be an integer tensor, got {countdown.dtype}")
-        if countdown.numel() and not bool(((countdown >= 0) & (countdown <= refractory_steps)).all()):
+        if countdown.numel() and has_data(countdown) and not bool(((countdown >= 0) & (countdown <= refractory_steps)).all()):
             raise ValueError(
                 f"state 'refractory' must lie in [0, refractory_steps={refractory_steps}], got values in "
                 f"[{int(countdown.min())}, {int(countdown.max())}]"
@@ -215,6 +227,13 @@ def block_neuron(
     tensors broadcastable to ``x.shape[1:]``); ``refractory_steps`` R >= 0 (R = 0: the plain neuron);
     ``grad``: "exact" (BPTT of the sequential reference) or "blocks" (the paper's approximate block
     gradient); ``backend``: "auto" or a provider name.
+
+    Dtypes: any floating dtype, half precision (float16, bfloat16) included. Parameters and state may have
+    other dtypes than the input; they are not cast, and the neuron's operations promote as PyTorch's do for
+    the native neuron (a 0-dim float32 parameter keeps bfloat16 input in bfloat16, a per-neuron one promotes
+    it to float32). Such mixed requests and half precision run on the torch provider (the compiled kernels
+    compute in float32/float64 of one dtype). Value checks (``check_finite``, parameter ranges) run eagerly
+    only: under ``torch.compile``/``torch.export`` tracing and on the meta device they are skipped.
     """
     if isinstance(profile, str):
         profile = make_profile(profile)
@@ -226,6 +245,9 @@ def block_neuron(
     check_input(x, check_finite)
     p = check_params(profile, params, x)
     state = check_state(profile, state, x, refractory_steps)
-    provider = select_provider(backend, profile, x.device, grad)
+    dtypes = {x.dtype, *(t.dtype for t in p.values())}
+    if state is not None:
+        dtypes |= {t.dtype for name, t in state.items() if name != "refractory"}
+    provider = select_provider(backend, profile, x.device, grad, frozenset(dtypes))
     spikes, membrane, final = provider.run(profile, p, x, refractory_steps, state=state, grad=grad)
     return BlockResult(spikes, membrane, final)

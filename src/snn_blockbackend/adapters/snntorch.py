@@ -314,6 +314,10 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         if incoming.shape != x.shape[1:]:
             incoming = torch.zeros_like(x[0])  # Leaky: a membrane of another shape restarts at zero
         dtype = _neuron_dtype(x, self.beta, self.threshold, incoming)
+        if profile.reset_mechanism != "none":
+            # the reset term is the spike function's output (float32 for snnTorch's surrogates): it promotes
+            # the membrane from the first step on, so half-precision input runs in float32 as in snnTorch
+            dtype = torch.promote_types(dtype, self._spike_dtype(x, dtype, graded=False))
         params = {
             "beta": self.beta.to(dtype),
             "threshold": self.threshold.to(dtype),
@@ -325,12 +329,12 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         self._store(result)
         return result.spikes.to(self._spike_dtype(x, dtype)), result.membrane
 
-    def _spike_dtype(self, x, dtype):
+    def _spike_dtype(self, x, dtype, graded=True):
         # snnTorch's spikes have the dtype its spike function returns (float32 for all of snnTorch's own
         # surrogates, even for float64 input), promoted by graded_spikes_factor
         with torch.no_grad():
             probe = self.spike_grad(torch.zeros(1, dtype=dtype, device=x.device))
-        return torch.result_type(probe, self.graded_spikes_factor)
+        return torch.result_type(probe, self.graded_spikes_factor) if graded else probe.dtype
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .. import surrogate as sg
+from ..ops import kernel_dtype_refusal
 from ..plugins import hookimpl
 from .torch_provider import describes_itself, finish_fast, initial_state, prepare_fast
 
@@ -21,8 +22,6 @@ try:
     from . import triton_lif
 except ImportError:  # triton missing (it ships for Linux only): the provider is simply not offered
     triton = triton_lif = None
-
-_DTYPES = (torch.float32, torch.float64)
 
 
 def _block_width(device: torch.device) -> int:
@@ -196,11 +195,10 @@ class TritonProvider:
             )
         return sg.kernel_refusal(profile.surrogate)
 
+    def supports_dtypes(self, dtypes):
+        return kernel_dtype_refusal("Triton", dtypes)
+
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
-        if x.dtype not in _DTYPES:
-            raise TypeError(
-                f"the triton provider computes in float32 or float64, got {x.dtype}; use backend='torch' for it"
-            )
         p = profile.prepare(params)
         if describes_itself(profile, "alif_spec"):
             s, countdown = initial_state(profile, p, x, state)

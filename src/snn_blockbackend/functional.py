@@ -15,6 +15,7 @@ from .profiles import NeuronProfile, make_profile
 ENV_BACKEND = "SNN_BLOCKBACKEND_BACKEND"
 GRAD_MODES = ("exact", "blocks")
 _process_backend: str | None = None
+_provider_cache: dict | None = None
 
 
 class BlockResult(NamedTuple):
@@ -51,8 +52,18 @@ def use_backend(name: str):
         _process_backend = previous
 
 
+def _providers() -> dict:
+    """The registered providers by name: read from the plugin manager on every eager call (a plugin may be added
+    at run time); while ``torch.compile``/``torch.export`` trace, the last eager answer (pluggy's hook calls
+    are not traceable; this module takes one when it is imported)."""
+    global _provider_cache
+    if not torch.compiler.is_compiling() or _provider_cache is None:
+        _provider_cache = plugins.providers()
+    return _provider_cache
+
+
 def _known_provider(name: str):
-    available = plugins.providers()
+    available = _providers()
     if name not in available:
         raise ValueError(f"unknown backend {name!r}; available providers: {sorted(available)}")
     return available[name]
@@ -68,7 +79,7 @@ def _refusal(provider, profile, device, grad, dtypes):
 def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str, dtypes=None):
     """Resolve ``backend`` (per call) > process-wide setting > $SNN_BLOCKBACKEND_BACKEND > auto.
 
-    ``dtypes``: the set of dtypes of the input, parameters and state (a provider with ``supports_dtypes`` may
+    ``dtypes``: the dtypes of the input, parameters and state (a tuple, the input's first) (a provider with ``supports_dtypes`` may
     refuse some, e.g. half precision or mixed dtypes). The meta device selects as the CPU does: the chosen
     provider's operators have fake (meta) implementations that give the output shapes and dtypes.
     """
@@ -82,7 +93,7 @@ def select_provider(backend: str, profile: NeuronProfile, device: torch.device, 
         if reason is not None:
             raise ValueError(f"backend {backend!r} cannot run this request: {reason}")
         return provider
-    candidates = sorted(plugins.providers().values(), key=lambda prov: -prov.priority)
+    candidates = sorted(_providers().values(), key=lambda prov: -prov.priority)
     reasons = []
     for provider in candidates:
         reason = _refusal(provider, profile, device, grad, dtypes)
@@ -245,9 +256,12 @@ def block_neuron(
     check_input(x, check_finite)
     p = check_params(profile, params, x)
     state = check_state(profile, state, x, refractory_steps)
-    dtypes = {x.dtype, *(t.dtype for t in p.values())}
+    dtypes = [x.dtype, *(t.dtype for t in p.values())]
     if state is not None:
-        dtypes |= {t.dtype for name, t in state.items() if name != "refractory"}
-    provider = select_provider(backend, profile, x.device, grad, frozenset(dtypes))
+        dtypes += [t.dtype for name, t in state.items() if name != "refractory"]
+    provider = select_provider(backend, profile, x.device, grad, tuple(dtypes))
     spikes, membrane, final = provider.run(profile, p, x, refractory_steps, state=state, grad=grad)
     return BlockResult(spikes, membrane, final)
+
+
+_providers()  # so that a first call under torch.compile finds them (fullgraph)

@@ -95,10 +95,10 @@ def kernel_dtype_refusal(backend: str, dtypes) -> str | None:
     The kernels compute in one dtype, float32 or float64; half precision and mixed dtypes (PyTorch's type
     promotion per operation) run on the torch provider, which computes in the storage dtype as the native
     neurons do."""
-    if len(dtypes) > 1:
-        names = sorted(str(d).replace("torch.", "") for d in dtypes)
-        return f"the {backend} kernels compute in one dtype; mixed dtypes {names} run on the torch provider"
-    (dtype,) = dtypes
+    dtype = dtypes[0]
+    if any(other != dtype for other in dtypes):
+        names = ", ".join(sorted({str(d).replace("torch.", "") for d in dtypes}))
+        return f"the {backend} kernels compute in one dtype; mixed dtypes ({names}) run on the torch provider"
     if dtype not in (torch.float32, torch.float64):
         return f"the {backend} kernels compute in float32 or float64, not {dtype}; the torch provider runs it"
     return None

@@ -260,7 +260,15 @@ def block_neuron(
     if state is not None:
         dtypes += [t.dtype for name, t in state.items() if name != "refractory"]
     provider = select_provider(backend, profile, x.device, grad, tuple(dtypes))
-    spikes, membrane, final = provider.run(profile, p, x, refractory_steps, state=state, grad=grad)
+    device_type = x.device.type
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        # The neuron's elementwise operations are not autocast operations: they run in their operands' dtypes,
+        # as the native neurons' do under autocast. Only the engine's own bookkeeping (stacking the steps)
+        # would be touched by autocast, so it is switched off around the engine.
+        with torch.autocast(device_type, enabled=False):
+            spikes, membrane, final = provider.run(profile, p, x, refractory_steps, state=state, grad=grad)
+    else:
+        spikes, membrane, final = provider.run(profile, p, x, refractory_steps, state=state, grad=grad)
     return BlockResult(spikes, membrane, final)
 
 

@@ -284,3 +284,30 @@ def test_framework_free_modules_take_half_input(dtype):
         assert torch.equal(got, ref)
         with torch.autocast("cpu", torch.bfloat16):
             assert module(x).dtype == dtype
+
+
+@pytest.mark.parametrize("backend", [name for name in ("torch", "numba") if name in plugins.providers()])
+@pytest.mark.parametrize("refractory_steps", [0, 3])
+def test_compile_per_provider(backend, refractory_steps):
+    """Each provider's operators compile fullgraph (the torch provider's LIF fast path is an operator too), with
+    spikes and gradients equal to eager."""
+    net = two_layer_net(lambda: BlockLIF(beta=0.9, threshold=0.5, refractory_steps=refractory_steps,
+                                         backend=backend, learn_threshold=True), 1.0)  # fmt: skip
+    x = _input("BlockLIF")
+    eager_out, eager_grads = _run(net, x)
+    explanation = torch._dynamo.explain(copy.deepcopy(net))(x)
+    assert explanation.graph_break_count == 0
+    torch._dynamo.reset()
+    out, grads = _run(torch.compile(copy.deepcopy(net), fullgraph=True, backend="aot_eager"), x)
+    assert eager_out.any() and torch.equal(out, eager_out)
+    for got, expected in zip(grads, eager_grads):
+        torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("backend", [name for name in ("torch", "numba", "triton") if name in plugins.providers()])
+def test_operator_per_layer_call(backend):
+    """One of our operators per neuron-layer call: the exported graph of a 2-layer net holds two forward calls."""
+    net = two_layer_net(lambda: BlockLIF(beta=0.9, threshold=0.5, refractory_steps=2, backend=backend), 1.0)
+    graph = torch.export.export(net, (_input("BlockLIF"),)).graph
+    targets = [str(node.target) for node in graph.nodes if node.op == "call_function"]
+    assert sum(t.startswith(f"snn_blockbackend.{backend}_lif_forward") for t in targets) == 2, targets

@@ -45,14 +45,14 @@ MAX_REFRACTORY = {"triton": 10}
 
 
 @st.composite
-def problems(draw, config, max_refractory=50):
+def problems(draw, config, max_refractory=50, dtypes=(torch.float32, torch.float64)):
     name, options, ranges, scale, offset = config
     R = draw(st.integers(0, max_refractory))
     L = R + 1
     T = draw(st.integers(0, 3)) * L + draw(st.integers(1, max(L - 1, 1)))  # T not divisible by L (if L > 1)
     neuron_shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=2)))
     batch = draw(st.integers(1, 3))
-    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    dtype = draw(st.sampled_from(list(dtypes)))
     seed = draw(st.integers(0, 2**31 - 1))
     per_neuron = draw(st.booleans())
     gen = torch.Generator().manual_seed(seed)
@@ -97,8 +97,11 @@ def _run(profile, params, R, x, backend, state=None):
     return result, grads
 
 
+HALF_GRAD_RTOL = {torch.float16: 2e-2, torch.bfloat16: 1e-1}  # a few units of the dtype's last place
+
+
 def _assert_grads_close(ref, got, dtype):
-    rtol = 1e-5 if dtype == torch.float32 else 1e-9
+    rtol = HALF_GRAD_RTOL.get(dtype) or (1e-5 if dtype == torch.float32 else 1e-9)
     # Summation order differs between BPTT and a hand-written recurrence, so errors are relative to the size
     # of the summed terms, not of the sum: a parameter gradient is a sum over all steps and neurons of terms
     # as large as the per-step (input) gradients and can cancel to far less (seen: threshold grad -5.9e-4 from
@@ -112,8 +115,8 @@ def _assert_grads_close(ref, got, dtype):
         torch.testing.assert_close(g_got, g_ref, rtol=rtol, atol=rtol * max(scale, 1e-12), msg=name)
 
 
-def _check(config, backend, data, device="cpu"):
-    profile, params, R, x = data.draw(problems(config, MAX_REFRACTORY.get(backend, 50)))
+def _check(config, backend, data, device="cpu", dtypes=(torch.float32, torch.float64)):
+    profile, params, R, x = data.draw(problems(config, MAX_REFRACTORY.get(backend, 50), dtypes))
     state = data.draw(initial_states(profile, params, R, x))
     if device != "cpu":  # the reference runs on the same device: bitwise equality is per device
         x, params = x.to(device), {k: v.to(device) for k, v in params.items()}
@@ -141,6 +144,52 @@ def test_provider_equals_reference(config, backend, data):
 @given(data=st.data())
 def test_provider_equals_reference_deep(config, backend, data):
     _check(config, backend, data)
+
+
+HALF = [torch.float16, torch.bfloat16]
+# half precision runs on the torch provider (the compiled kernels refuse it, see test_kernels_refuse_half); its
+# generic path and its LIF fast path both compute in the storage dtype
+HALF_CASES = [
+    pytest.param(config, dtype, id=f"{config_id}-{str(dtype).replace('torch.', '')}")
+    for config, config_id in zip(CONFIGS, CONFIG_IDS)
+    for dtype in HALF
+]
+
+
+@pytest.mark.parametrize(("config", "dtype"), HALF_CASES)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_half_precision_equals_reference(config, dtype, data):
+    """float16/bfloat16: spikes, membranes and final state bitwise equal to the reference in that dtype (backend
+    "auto" picks the torch provider); gradients to the dtype's tolerance."""
+    _check(config, "auto", data, dtypes=(dtype,))
+
+
+@pytest.mark.parametrize("backend", [name for name in ("numba", "triton") if name in plugins.providers()])
+@pytest.mark.parametrize("dtype", HALF)
+def test_kernels_refuse_half(backend, dtype):
+    """The compiled kernels compute in float32/float64: asked explicitly for half precision they refuse, naming
+    the dtype; "auto" falls back to the torch provider."""
+    x = torch.randn(6, 2, 3).to(dtype)
+    with pytest.raises(ValueError, match=str(dtype).replace("torch.", "")):
+        block_neuron(x, "paper_lif", {"beta": 0.9}, 1, backend=backend)
+    ref = block_neuron(x, "paper_lif", {"beta": 0.9}, 1, backend="reference")
+    assert torch.equal(block_neuron(x, "paper_lif", {"beta": 0.9}, 1).membrane, ref.membrane)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_mixed_dtypes_promote_like_pytorch(dtype):
+    """Parameters of another dtype are not cast: a 0-dim float32 beta keeps half input in the half dtype, a
+    per-neuron one promotes it to float32 (PyTorch's promotion, op by op), on every provider that accepts them."""
+    x = (torch.randn(12, 2, 3) + 0.5).to(dtype)
+    for beta, expected in ((torch.tensor(0.9), dtype), (torch.full((3,), 0.9), torch.float32)):
+        ref = block_neuron(x, "paper_lif", {"beta": beta}, 2, backend="reference")
+        got = block_neuron(x, "paper_lif", {"beta": beta}, 2)
+        assert ref.spikes.dtype == ref.membrane.dtype == expected
+        assert torch.equal(got.spikes, ref.spikes) and torch.equal(got.membrane, ref.membrane)
+        # what PyTorch itself computes for the first step: beta * 0 + x (where it did not spike and reset)
+        silent = ref.spikes[0] == 0
+        assert torch.equal(ref.membrane[0][silent], (beta * torch.zeros_like(x[0]) + x[0])[silent])
 
 
 # The same properties on an accelerator (``make gpu-check`` runs them first on a GPU machine): every profile on

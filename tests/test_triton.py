@@ -119,7 +119,7 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
 
 def test_half_precision_is_refused_with_the_way_out():
     x = torch.rand(4, 3, device=DEVICE).half()
-    with pytest.raises(TypeError, match="backend='torch'"):
+    with pytest.raises(ValueError, match="float16; the torch provider runs it"):
         block_neuron(x, make_profile("snntorch_leaky"), {"beta": 0.9}, 1, backend="triton")
 
 

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 
 from . import plugins
+from .ops import has_data
 from .profiles import NeuronProfile, make_profile
 from .providers import install_hint
 
@@ -20,6 +21,7 @@ _process_backend: str | None = None
 # use_backend's override: per thread and per asyncio task (a new thread starts without one), so two threads
 # nesting use_backend never see, or restore, each other's choice
 _context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("snn_blockbackend_backend", default=None)
+_provider_cache: dict | None = None
 
 
 class BlockResult(NamedTuple):
@@ -61,8 +63,18 @@ def use_backend(name: str):
         _context_backend.reset(token)
 
 
+def _providers() -> dict:
+    """The registered providers by name: read from the plugin manager on every eager call (a plugin may be added
+    at run time); while ``torch.compile``/``torch.export`` trace, the last eager answer (pluggy's hook calls
+    are not traceable; this module takes one when it is imported)."""
+    global _provider_cache
+    if not torch.compiler.is_compiling() or _provider_cache is None:
+        _provider_cache = plugins.providers()
+    return _provider_cache
+
+
 def _known_provider(name: str):
-    available = plugins.providers()
+    available = _providers()
     if name not in available:
         hint = install_hint(name)
         if hint is not None:
@@ -74,20 +86,34 @@ def _known_provider(name: str):
     return available[name]
 
 
-def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str):
-    """Resolve ``backend`` (per call) > process-wide setting > $SNN_BLOCKBACKEND_BACKEND > auto."""
+def _refusal(provider, profile, device, grad, dtypes):
+    reason = provider.supports(profile, device, grad)
+    if reason is None and dtypes is not None and hasattr(provider, "supports_dtypes"):
+        reason = provider.supports_dtypes(dtypes)
+    return reason
+
+
+def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str, dtypes=None):
+    """Resolve ``backend`` (per call) > process-wide setting > $SNN_BLOCKBACKEND_BACKEND > auto.
+
+    ``dtypes``: the dtypes of the input, parameters and state (a tuple, the input's first) (a provider with ``supports_dtypes`` may
+    refuse some, e.g. half precision or mixed dtypes). The meta device selects as the CPU does: the chosen
+    provider's operators have fake (meta) implementations that give the output shapes and dtypes.
+    """
+    if device.type == "meta":
+        device = torch.device("cpu")
     if backend == "auto":
         backend = get_backend()
     if backend != "auto":
         provider = _known_provider(backend)
-        reason = provider.supports(profile, device, grad)
+        reason = _refusal(provider, profile, device, grad, dtypes)
         if reason is not None:
             raise ValueError(f"backend {backend!r} cannot run this request: {reason}")
         return provider
-    candidates = sorted(plugins.providers().values(), key=lambda prov: -prov.priority)
+    candidates = sorted(_providers().values(), key=lambda prov: -prov.priority)
     reasons = []
     for provider in candidates:
-        reason = provider.supports(profile, device, grad)
+        reason = _refusal(provider, profile, device, grad, dtypes)
         if reason is None:
             return provider
         reasons.append(f"{provider.name}: {reason}")
@@ -128,7 +154,9 @@ def check_input(x: torch.Tensor, check_finite: bool = True) -> None:
 
 def _all_finite(t: torch.Tensor) -> bool:
     # A sum is finite unless some element is NaN/Inf (or the sum overflows): one cheap pass, no temporary;
-    # only a non-finite sum pays for the elementwise check.
+    # only a non-finite sum pays for the elementwise check. Skipped (True) under tracing and on meta tensors.
+    if not has_data(t):
+        return True
     t = t.detach()
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
@@ -147,11 +175,6 @@ def _as_param(name, value, x, neuron_shape):
             raise TypeError(f"parameter {name!r} must be floating point, got dtype {value.dtype}")
         if value.device != x.device:
             raise ValueError(f"parameter {name!r} is on {value.device} but the input is on {x.device}")
-        if value.dtype != x.dtype:
-            raise TypeError(
-                f"parameter {name!r} has dtype {value.dtype} but the input has {x.dtype}; use the same dtype "
-                "(for a module: module.to(dtype))"
-            )
         if not _broadcasts_to(value.shape, neuron_shape):
             raise ValueError(
                 f"parameter {name!r} of shape {tuple(value.shape)} does not broadcast to the neuron shape "
@@ -162,7 +185,7 @@ def _as_param(name, value, x, neuron_shape):
         tensor = torch.tensor(float(value), dtype=x.dtype, device=x.device)
     else:
         raise TypeError(f"parameter {name!r} must be a float or a tensor, not {type(value).__name__}")
-    if not bool(torch.isfinite(tensor.detach()).all()):
+    if has_data(tensor) and not bool(torch.isfinite(tensor.detach()).all()):
         raise ValueError(f"parameter {name!r} contains NaN or Inf")
     return tensor
 
@@ -182,6 +205,8 @@ def check_params(profile: NeuronProfile, params: dict, x: torch.Tensor) -> dict:
         if value is None:
             raise ValueError(f"profile {profile.name!r} needs parameter {name!r}")
         out[name] = _as_param(name, value, x, neuron_shape)
+    if not has_data(x, *out.values()):  # range checks read values: eager only
+        return out
     for name in profile.unit_interval_params:
         t = out[name].detach()
         if not bool(((t > 0) & (t <= 1)).all()):
@@ -206,8 +231,8 @@ def check_state(
             raise TypeError(f"state {name!r} must be a tensor")
         if value.device != x.device:
             raise ValueError(f"state {name!r} is on {value.device} but the input is on {x.device}")
-        if name != "refractory" and value.dtype != x.dtype:
-            raise TypeError(f"state {name!r} has dtype {value.dtype} but the input has {x.dtype}")
+        if name != "refractory" and not value.is_floating_point():
+            raise TypeError(f"state {name!r} must be floating point, got dtype {value.dtype}")
         if value.shape != x.shape[1:]:
             raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
         if check_finite and name != "refractory" and not _all_finite(value):
@@ -216,7 +241,7 @@ def check_state(
     if countdown is not None:
         if countdown.is_floating_point() or countdown.dtype == torch.bool:
             raise TypeError(f"state 'refractory' (steps still owed) must be an integer tensor, got {countdown.dtype}")
-        if countdown.numel() and not bool(((countdown >= 0) & (countdown <= refractory_steps)).all()):
+        if countdown.numel() and has_data(countdown) and not bool(((countdown >= 0) & (countdown <= refractory_steps)).all()):
             raise ValueError(
                 f"state 'refractory' must lie in [0, refractory_steps={refractory_steps}], got values in "
                 f"[{int(countdown.min())}, {int(countdown.max())}]"
@@ -244,6 +269,13 @@ def block_neuron(
     tensors broadcastable to ``x.shape[1:]``); ``refractory_steps`` R >= 0 (R = 0: the plain neuron);
     ``grad``: "exact" (BPTT of the sequential reference) or "blocks" (the paper's approximate block
     gradient); ``backend``: "auto" or a provider name.
+
+    Dtypes: any floating dtype, half precision (float16, bfloat16) included. Parameters and state may have
+    other dtypes than the input; they are not cast, and the neuron's operations promote as PyTorch's do for
+    the native neuron (a 0-dim float32 parameter keeps bfloat16 input in bfloat16, a per-neuron one promotes
+    it to float32). Such mixed requests and half precision run on the torch provider (the compiled kernels
+    compute in float32/float64 of one dtype). Value checks (``check_finite``, parameter ranges) run eagerly
+    only: under ``torch.compile``/``torch.export`` tracing and on the meta device they are skipped.
     """
     if isinstance(profile, str):
         profile = make_profile(profile)
@@ -255,11 +287,22 @@ def block_neuron(
     check_input(x, check_finite)
     p = check_params(profile, params, x)
     state = check_state(profile, state, x, refractory_steps, check_finite)
-    provider = select_provider(backend, profile, x.device, grad)
+    dtypes = [x.dtype, *(t.dtype for t in p.values())]
+    if state is not None:
+        dtypes += [t.dtype for name, t in state.items() if name != "refractory"]
+    provider = select_provider(backend, profile, x.device, grad, tuple(dtypes))
     if x.shape[0] == 0:
         return _no_steps(profile, p, x, state)
     run_steps, run_state = _refractory_for_run(refractory_steps, x.shape[0], state)
-    spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad)
+    device_type = x.device.type
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        # The neuron's elementwise operations are not autocast operations: they run in their operands' dtypes,
+        # as the native neurons' do under autocast. Only the engine's own bookkeeping (stacking the steps)
+        # would be touched by autocast, so it is switched off around the engine.
+        with torch.autocast(device_type, enabled=False):
+            spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad)
+    else:
+        spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad)
     if run_steps != refractory_steps:
         final = {**final, "refractory": _exact_countdown(refractory_steps, x.shape[0], final["refractory"], state)}
     return BlockResult(spikes, membrane, final)
@@ -291,3 +334,6 @@ def _exact_countdown(refractory_steps: int, T: int, run_countdown: torch.Tensor,
     initial = state.get("refractory") if state is not None else None
     carried = (initial.to(torch.long) - T).clamp(min=0) if initial is not None else torch.zeros_like(run_countdown)
     return torch.where(run_countdown > 0, run_countdown + (refractory_steps - T), carried)
+
+
+_providers()  # so that a first call under torch.compile finds them (fullgraph)

@@ -41,6 +41,17 @@ class _HeavisideWithSurrogate(torch.autograd.Function):
 KERNEL_CODES = {"heaviside": 0, "atan": 1, "fast_sigmoid": 2, "sigmoid": 3, "multi_gaussian": 4, "boxcar": 5}
 
 
+def from_kernel_args(kind: str, args) -> "Surrogate":
+    """The named surrogate of ``kind`` (a ``KERNEL_CODES`` key) with ``kernel_args`` (padded) ``args``: how an
+    operator's backward, which receives only ints, floats and strings, gets the surrogate back. (SuperSpike has
+    kind "fast_sigmoid": its derivative is the same formula.)"""
+    if kind == "multi_gaussian":
+        return multi_gaussian(*args[:4])
+    if kind == "heaviside":
+        return heaviside()
+    return _BY_NAME[kind](args[0])
+
+
 def kernel_refusal(surrogate) -> str | None:
     """Why a compiled kernel (numba, Triton) cannot evaluate ``surrogate``, or None when it can."""
     if isinstance(surrogate, Surrogate) and surrogate.kernel_code is not None:

@@ -385,9 +385,12 @@ class _BlockNorseNeuron:
             return {**tensors, "dt": self.dt}
         # Norse evaluates dt * rate in the parameters' dtype first (float32 for its defaults), then mixes
         # in the input's dtype; the engine gets those products as rates with dt = 1 (exact: 1.0 * r == r)
+        # half-precision input: the parameters keep their (wider) dtype, as in Norse, and promote per operation
+        narrower = torch.promote_types(x.dtype, torch.float32) != x.dtype
         params = {}
         for name, t in tensors.items():
-            params[name] = (self.dt * t).to(x.dtype) if name in self._rate_fields else t.to(x.dtype)
+            value = (self.dt * t) if name in self._rate_fields else t
+            params[name] = value if narrower else value.to(x.dtype)
         params["dt"] = 1.0
         return params
 
@@ -413,9 +416,11 @@ class _BlockNorseNeuron:
             x.requires_grad or any(getattr(self, name).requires_grad for name in self._tensor_fields)
         )
         if self._float32_initial_v and x.dtype != torch.float32:
-            # Norse's float32 initial state (see _float32_initial_v); v_leak is detached there too
-            zeros = torch.zeros(x.shape[1:], dtype=x.dtype, device=x.device)
-            v = zeros + self.v_leak.detach().to(torch.float32).to(x.dtype)
+            # Norse's float32 initial state (see _float32_initial_v); v_leak is detached there too. Half
+            # input keeps it float32, as Norse does (the state then promotes the neuron to float32).
+            dtype = torch.promote_types(x.dtype, torch.float32)
+            zeros = torch.zeros(x.shape[1:], dtype=dtype, device=x.device)
+            v = zeros + self.v_leak.detach().to(torch.float32).to(dtype)
             initial = {name: v if name == "v" else zeros for name in self._state_fields}
         elif needs_graph:
             initial = self.profile.initial_state(self._engine_params(x), x[0])

@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import surrogate as sg
 from ..functional import block_neuron, check_refractory_steps
+from ..ops import has_data
 from ..profiles import make_profile
 from . import psu_exports
 from .registry import SNNTORCH
@@ -96,6 +97,17 @@ def engine_surrogate(spike_grad, surrogate_disable: bool = False):
     if not callable(spike_grad):
         raise TypeError(f"spike_grad must be callable, not {type(spike_grad).__name__}")
     return spike_grad
+
+
+def _engine_surrogate_of(neuron):
+    """``engine_surrogate`` of a neuron's ``spike_grad``, remembered on the neuron: Dynamo cannot inspect a
+    function's closure, so under ``torch.compile`` the answer of an eager call (or of construction) is used."""
+    key = (neuron.spike_grad, neuron.surrogate_disable)
+    cached = neuron.__dict__.get("_engine_surrogate_cache")
+    if cached is None or cached[0] is not key[0] or cached[1] != key[1]:
+        cached = (*key, engine_surrogate(*key))
+        neuron.__dict__["_engine_surrogate_cache"] = cached
+    return cached[2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,6 +304,7 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         self.backend = backend
         self.check_finite = _check_bool("check_finite", check_finite)
         self._init_linked_state()
+        _engine_surrogate_of(self)  # remembered now, for a first call under torch.compile
 
     def extra_repr(self) -> str:
         return (
@@ -345,8 +358,12 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         }.get(getattr(self.state_function, "__func__", None))
         if charge is None:
             raise NotImplementedError("BlockLeaky's state_function was replaced; the block engine cannot run it")
-        immediate = _RESET_NAMES[int(self.reset_mechanism_val)]
-        if not self.reset_delay and immediate != charge:
+        # a check that reads a buffer's value: eager only (has_data), so torch.compile traces no Python int()
+        if not self.reset_delay and has_data(self.reset_mechanism_val):
+            immediate = _RESET_NAMES[int(self.reset_mechanism_val)]
+        else:
+            immediate = charge
+        if immediate != charge:
             raise ValueError(
                 f"this neuron charges with reset {charge!r} (chosen at construction) but reset_mechanism_val says "
                 f"{immediate!r} (e.g. a loaded checkpoint); snnTorch would mix both. Build the neuron with "
@@ -354,7 +371,7 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
             )
         return make_profile(
             "snntorch_leaky",
-            surrogate=engine_surrogate(self.spike_grad, self.surrogate_disable),
+            surrogate=_engine_surrogate_of(self),
             reset_mechanism=charge,
             reset_delay=bool(self.reset_delay),
         )
@@ -367,6 +384,10 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         if incoming.shape != x.shape[1:]:
             incoming = x.new_zeros(x.shape[1:])  # Leaky: a membrane of another shape restarts at zero
         dtype = _neuron_dtype(x, self.beta, self.threshold, incoming)
+        if profile.reset_mechanism != "none":
+            # the reset term is the spike function's output (float32 for snnTorch's surrogates): it promotes
+            # the membrane from the first step on, so half-precision input runs in float32 as in snnTorch
+            dtype = torch.promote_types(dtype, self._spike_dtype(x, dtype, graded=False))
         params = {
             "beta": self.beta.to(dtype),
             "threshold": self.threshold.to(dtype),
@@ -381,12 +402,17 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         self._store(result)
         return result.spikes.to(self._spike_dtype(x, dtype)), result.membrane
 
-    def _spike_dtype(self, x, dtype):
+    def _spike_dtype(self, x, dtype, graded=True):
         # snnTorch's spikes have the dtype its spike function returns (float32 for all of snnTorch's own
         # surrogates, even for float64 input), promoted by graded_spikes_factor
-        with torch.no_grad():
-            probe = self.spike_grad(torch.zeros(1, dtype=dtype, device=x.device))
-        return torch.result_type(probe, self.graded_spikes_factor)
+        if torch.compiler.is_compiling():  # Dynamo cannot trace the probe; snnTorch's own surrogates give float32
+            probe_dtype = torch.float32
+        else:
+            with torch.no_grad():
+                probe_dtype = self.spike_grad(torch.zeros(1, dtype=dtype, device=x.device)).dtype
+        if not graded or self.graded_spikes_factor.dim() == 0:  # a 0-dim factor does not promote (same category)
+            return probe_dtype
+        return torch.promote_types(probe_dtype, self.graded_spikes_factor.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,6 +486,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
         self.backend = backend
         self.check_finite = _check_bool("check_finite", check_finite)
         self._init_linked_state()
+        _engine_surrogate_of(self)  # remembered now, for a first call under torch.compile
 
     def extra_repr(self) -> str:
         return f"refractory_steps={self.refractory_steps}, sequence={self.sequence}, backend={self.backend!r}"
@@ -496,7 +523,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
             incoming = x.new_zeros(x.shape[1:])
         tensors = (self.beta, self.threshold, self.adaptation_decay, self.adaptation_strength)
         dtype = _neuron_dtype(x, *tensors, incoming)
-        profile = make_profile("paper", surrogate=engine_surrogate(self.spike_grad, self.surrogate_disable))
+        profile = make_profile("paper", surrogate=_engine_surrogate_of(self))
         params = {
             "beta": self.beta.clamp(0, 1).to(dtype),
             "threshold": self.threshold.to(dtype),

@@ -15,6 +15,7 @@ launch.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import threading
 
@@ -54,4 +55,7 @@ def on_torch_threads(launch):
                 if torch.get_num_threads() != torch_threads:
                     torch.set_num_threads(torch_threads)
 
+    # the signature with its annotations evaluated (they may be strings of ``launch``'s module): torch.library
+    # infers an operator's schema from it
+    wrapper.__signature__ = inspect.signature(launch, eval_str=True)
     return wrapper

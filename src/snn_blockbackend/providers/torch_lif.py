@@ -47,8 +47,14 @@ import contextlib
 import itertools
 import math
 
+import types
+import typing
+
 import torch
 
+from .. import ops
+from .. import surrogate as sg
+from ..profiles import FastLIF
 from ._memory import empty, populate_in_background
 
 _ATEN_GRAIN_SIZE = 32768  # ATen splits an elementwise op over threads from this many elements on
@@ -397,10 +403,139 @@ def _backward(ctx, g_spikes, g_membrane, g_final_v, v0, decay, threshold, graded
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# the same forward and backward as torch.library operators (for the named surrogates)
+# ---------------------------------------------------------------------------------------------
+Tensor = torch.Tensor
+Optional = typing.Optional
+
+
+def _absent(t: Tensor | None, like: Tensor) -> Tensor:
+    """An operator cannot return None (nor an alias of another output): an empty [0, ...] tensor stands for it."""
+    return t if t is not None else like.new_empty((0, *like.shape[1:]))
+
+
+def _present(t: Tensor) -> Tensor | None:
+    return t if t.shape[0] else None
+
+
+@ops.custom_op("torch_lif_forward")
+def torch_lif_forward(
+    x: Tensor, v0: Tensor, decay: Tensor, threshold: Tensor, graded: Optional[Tensor], entry0: Tensor,
+    block_len: int, strict: bool, reentry_zero: bool, reentry_subtract: bool, post_zero: bool,
+    keep_crossings: bool, sg_name: str, sg_args: list[float],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Spikes, U, M (empty unless ``post_zero``: M is U), FIRED (empty when the spikes are FIRED), crossings
+    (empty when not kept or when they are FIRED), the per-block live windows (empty without a hold), final v,
+    last entry and last spike position; ``sg_*`` are for the backward."""
+    cfg = FastLIF(decay, threshold, graded, reentry_zero, reentry_subtract, post_zero, strict)
+    with _one_thread_for_small_steps(x):
+        U, M, F, CROSS, windows, last_entry, last_spike = _forward(
+            x.detach(), v0.detach(), decay.detach(), threshold.detach(), entry0, block_len, cfg, keep_crossings
+        )
+        S = F * graded.detach() if graded is not None else F
+    entries, lasts = windows if windows is not None else (None, None)
+    return (
+        S, U, M if post_zero else _absent(None, U), _absent(F if graded is not None else None, U),
+        _absent(CROSS if keep_crossings and CROSS is not F else None, U), _absent(entries, U), _absent(lasts, U),
+        M[-1].clone(),
+        last_entry.to(torch.int64, copy=True), last_spike.to(torch.int64, copy=True),
+    )  # fmt: skip
+
+
+@torch_lif_forward.register_fake
+def _(x, v0, decay, threshold, graded, entry0, block_len, strict, reentry_zero, reentry_subtract, post_zero,
+      keep_crossings, sg_name, sg_args):  # fmt: skip
+    # which outputs are empty follows from the configuration alone: with R = 0 (block_len 1) no neuron is ever
+    # held (an initial countdown lies in [0, R]), so there are no live windows and the crossings are the spikes
+    T, shape = x.shape[0], x.shape[1:]
+    held = block_len > 1
+    blocks = ((T - 1) // block_len + 1) if held else 0
+    crossings = keep_crossings and (held or (post_zero and (reentry_zero or reentry_subtract)))
+    gate_dtype = torch.promote_types(x.dtype, torch.float32)
+    return (
+        x.new_empty(x.shape), x.new_empty(x.shape), x.new_empty(x.shape if post_zero else (0, *shape)),
+        x.new_empty(x.shape if graded is not None else (0, *shape)), x.new_empty(x.shape if crossings else (0, *shape)),
+        x.new_empty((blocks, *shape), dtype=gate_dtype), x.new_empty((blocks, *shape), dtype=gate_dtype),
+        x.new_empty(shape), x.new_empty(shape, dtype=torch.int64), x.new_empty(shape, dtype=torch.int64),
+    )  # fmt: skip
+
+
+@ops.custom_op("torch_lif_backward")
+def torch_lif_backward(
+    g_spikes: Optional[Tensor], g_membrane: Optional[Tensor], g_final_v: Optional[Tensor], v0: Tensor,
+    decay: Tensor, threshold: Tensor, graded: Optional[Tensor], U: Tensor, M: Tensor, F: Tensor, CROSS: Tensor,
+    entries: Tensor, lasts: Tensor, block_len: int, strict: bool, reentry_zero: bool, reentry_subtract: bool,
+    post_zero: bool, keep_crossings: bool, sg_name: str, sg_args: list[float], needs: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, v0, decay, threshold and graded (empty where not needed)."""
+    surrogate = sg.from_kernel_args(sg_name, sg_args)
+    ctx = types.SimpleNamespace(
+        cfg=FastLIF(decay, threshold, graded, reentry_zero, reentry_subtract, post_zero, strict),
+        derivative=surrogate.derivative, surrogate=surrogate, block_len=block_len, needs_input_grad=tuple(needs),
+    )
+    if keep_crossings and not CROSS.shape[0]:
+        CROSS = F
+    saved = (v0, decay, threshold, graded, U, M, F, CROSS if keep_crossings else None, _present(entries), _present(lasts))
+    saved = tuple(t.detach() if t is not None else None for t in saved)
+    grads = [g.detach() if g is not None else None for g in (g_spikes, g_membrane, g_final_v)]
+    with _one_thread_for_small_steps(U):
+        result = _backward(ctx, *grads, *saved)[:5]
+    # fresh tensors only (an operator's outputs alias neither its inputs nor each other)
+    return tuple(U.new_empty((0,)) if g is None else g.clone() if _aliases(g, grads) else g for g in result)
+
+
+def _aliases(t: Tensor, others) -> bool:
+    return any(o is not None and o.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() for o in others)
+
+
+@torch_lif_backward.register_fake
+def _(g_spikes, g_membrane, g_final_v, v0, decay, threshold, graded, U, M, F, CROSS, entries, lasts, *config):
+    needs = config[-1]
+    shapes = (U.shape, v0.shape, decay.shape, threshold.shape, graded.shape if graded is not None else (0,))
+    return tuple(U.new_empty(shape if need else (0,)) for shape, need in zip(shapes, needs))
+
+
+def _torch_lif_setup(ctx, inputs, output):
+    x, v0, decay, threshold, graded, _entry0, *config = inputs
+    S, U, M, F, CROSS, entries, lasts = output[:7]
+    post_zero, graded_given = config[4], graded is not None
+    ctx.config = tuple(config)
+    ctx.save_for_backward(v0, decay, threshold, graded, U, M if post_zero else U, F if graded_given else S, CROSS,
+                          entries, lasts)  # fmt: skip
+    ctx.set_materialize_grads(False)
+
+
+def _torch_lif_grad(ctx, g_spikes, g_U, g_M, _g_F, _g_CROSS, _g_entries, _g_lasts, g_final_v, _g_entry, _g_spike):
+    saved = ctx.saved_tensors
+    post_zero = ctx.config[4]
+    needs = list(ctx.needs_input_grad[:5])
+    grads = torch.ops.snn_blockbackend.torch_lif_backward(
+        g_spikes, g_M if post_zero else g_U, g_final_v, *saved, *ctx.config, needs
+    )
+    return (*(g if need else None for g, need in zip(grads, needs)), *(None,) * 9)
+
+
+torch_lif_forward.register_autograd(_torch_lif_grad, setup_context=_torch_lif_setup)
+ops.no_double_backward(torch_lif_backward, "torch (LIF fast path)")
+ops.count_flops(torch_lif_forward, ops.FORWARD_FLOPS_PER_ELEMENT_STEP)
+ops.count_flops(torch_lif_backward, ops.BACKWARD_FLOPS_PER_ELEMENT_STEP)
+
+
 def run_lif_steps(cfg, x, v0, entry0, block_len, derivative, surrogate=None):
     """Returns (spikes, membrane, final_v, last block's entry, last block's spike position).
 
-    ``surrogate``: the ``surrogate.Surrogate`` that ``derivative`` belongs to, if any (known kinds get a
-    faster backward).
+    ``surrogate``: the ``surrogate.Surrogate`` that ``derivative`` belongs to, if any. A named one (a kernel
+    kind) runs as the operators ``snn_blockbackend::torch_lif_forward/backward``; any other as an autograd
+    Function (its derivative is a Python callable, which an operator schema cannot carry).
     """
+    if isinstance(surrogate, sg.Surrogate) and surrogate.kernel_code is not None:
+        # re-entry masks for the backward: the crossings of the previous step at live steps
+        need_threshold = torch.is_grad_enabled() and cfg.threshold.requires_grad
+        keep_crossings = cfg.reentry_zero or (cfg.reentry_subtract and need_threshold)
+        S, U, M, *_, v, last_entry, last_spike = torch.ops.snn_blockbackend.torch_lif_forward(
+            x, v0, cfg.decay, cfg.threshold, cfg.graded, entry0, block_len, cfg.strict, cfg.reentry_zero,
+            cfg.reentry_subtract, cfg.post_zero, keep_crossings, surrogate.kind, surrogate.kernel_args,
+        )  # fmt: skip
+        return S, M if cfg.post_zero else U, v, last_entry, last_spike
     return _LIFSteps.apply(x, v0, cfg.decay, cfg.threshold, cfg.graded, entry0, block_len, cfg, derivative, surrogate)

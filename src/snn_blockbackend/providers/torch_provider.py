@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from .. import surrogate as sg
+from ..ops import has_data
 from ..plugins import hookimpl
 from .torch_lif import run_lif_steps
 
@@ -68,7 +69,7 @@ def prepare_fast(profile, p, x, state, L):
     if pending is not None:  # an initial membrane above threshold owes a delayed reset at the first step
         entry = torch.where((entry < 0) & pending, 0, entry)
     graded = cfg.graded
-    if graded is not None and not graded.requires_grad and bool((graded == 1).all()):
+    if graded is not None and not graded.requires_grad and has_data(graded) and bool((graded == 1).all()):
         cfg = cfg._replace(graded=None)  # a factor of exactly 1 changes nothing
     return cfg, s["v"], entry
 
@@ -144,6 +145,13 @@ def run_generic(profile, p, x, refractory_steps, state):
     return torch.stack(spikes), torch.stack(membranes), {**s, "refractory": countdown}
 
 
+def _one_dtype(x, p, state) -> bool:
+    """Whether input, parameters and state share one dtype (the fast path's arithmetic assumes it; mixed dtypes
+    run the generic path, whose per-step operations promote as the native neuron's do)."""
+    tensors = [*p.values(), *(state or {}).values()]
+    return all(t.dtype == x.dtype for t in tensors if t.is_floating_point())
+
+
 class TorchBlockProvider:
     name = "torch"
     priority = 10
@@ -159,8 +167,13 @@ class TorchBlockProvider:
             from .block_gradient import run_with_block_gradient
 
             return run_with_block_gradient(profile, p, x, refractory_steps, state)
-        if profile.fast_lif_capable and isinstance(profile.surrogate, sg.Surrogate):
+        if profile.fast_lif_capable and isinstance(profile.surrogate, sg.Surrogate) and _one_dtype(x, p, state):
             return run_fast(profile, p, x, refractory_steps, state)
+        if x.is_meta:
+            raise NotImplementedError(
+                f"meta tensors: the torch provider's generic path (here for {profile.describe()}) reads values per "
+                "block; the operators (the LIF fast path, the numba kernels in float32/float64) run on meta tensors"
+            )
         return run_generic(profile, p, x, refractory_steps, state)
 
 

@@ -9,9 +9,14 @@ checks them bit for bit against the reference on machines without a GPU (slowly:
 
 from __future__ import annotations
 
+import types
+import typing
+
 import torch
 
+from .. import ops
 from .. import surrogate as sg
+from ..ops import kernel_dtype_refusal
 from ..plugins import hookimpl
 from .torch_provider import describes_itself, finish_fast, initial_state, prepare_fast
 
@@ -21,8 +26,6 @@ try:
     from . import triton_lif
 except ImportError:  # triton missing (it ships for Linux only): the provider is simply not offered
     triton = triton_lif = None
-
-_DTYPES = (torch.float32, torch.float64)
 
 
 def _block_width(device: torch.device) -> int:
@@ -44,138 +47,224 @@ def _row_or_rows(grad: torch.Tensor | None, T: int, N: int, like: torch.Tensor) 
     return grad.detach().contiguous().reshape(T, N), N
 
 
-def _param_grad(values: torch.Tensor, param: torch.Tensor | None, shape) -> torch.Tensor | None:
-    """A kernel's per-neuron gradient (float64) as the gradient of ``param``, which broadcasts to ``shape``."""
-    if param is None or not param.requires_grad:
-        return None
-    return values.to(param.dtype).view(shape).sum_to_size(param.shape)
+Tensor = torch.Tensor
+Optional = typing.Optional
 
 
-class _TritonLIF(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, v0, decay, threshold, graded, entry0, block_len, cfg, surrogate):
-        shape, T = x.shape[1:], x.shape[0]
-        N = shape.numel()
-        xs = x.detach().contiguous().reshape(T, N)
-        S, U = torch.empty_like(xs), torch.empty_like(xs)
-        M = torch.empty_like(xs) if cfg.post_zero else U  # the membrane is U unless post_zero
-        block_spike = torch.empty(((T - 1) // block_len + 1, N), dtype=torch.int32, device=x.device)
-        v_out = torch.empty(N, dtype=x.dtype, device=x.device)
-        entry_out, spike_out = (torch.empty(N, dtype=torch.int32, device=x.device) for _ in range(2))
-        graded_flat = _flat(graded, shape, N) if graded is not None else torch.ones(N, dtype=x.dtype, device=x.device)
-        entry0_flat = entry0.reshape(-1).to(torch.int32).contiguous()
-        per_neuron = _flat(v0, shape, N), _flat(decay, shape, N), _flat(threshold, shape, N), graded_flat
-        width = _block_width(x.device)
-        triton_lif.lif_forward[(triton.cdiv(max(N, 1), width),)](
-            xs, *per_neuron, entry0_flat,
-            S, U, M, block_spike, v_out, entry_out, spike_out,
-            T, N, block_len,
-            STRICT=cfg.strict, REENTRY_ZERO=cfg.reentry_zero, REENTRY_SUBTRACT=cfg.reentry_subtract,
-            POST_ZERO=cfg.post_zero, BLOCK=width, num_warps=4, enable_fp_fusion=False,
-        )  # fmt: skip
-        ctx.cfg, ctx.surrogate, ctx.block_len, ctx.shape = cfg, surrogate, block_len, shape
-        # the parameters for their gradients' shapes, their flat copies for the kernel
-        ctx.save_for_backward(v0, decay, threshold, graded, *per_neuron, U, M, block_spike, entry0_flat)
-        last_entry = entry_out.to(torch.int64).view(shape)
-        last_spike = spike_out.to(torch.int64).view(shape)
-        ctx.mark_non_differentiable(last_entry, last_spike)
-        ctx.set_materialize_grads(False)  # unused outputs get None, not [T, ...] zeros
-        return S.view(x.shape), M.view(x.shape), v_out.view(shape), last_entry, last_spike
-
-    @staticmethod
-    def backward(ctx, g_spikes, g_membrane, g_final_v, _g_entry, _g_spike):
-        v0, decay, threshold, graded, v0_flat, decay_flat, thr_flat, graded_flat, U, M, block_spike, entry0 = (
-            ctx.saved_tensors
-        )
-        cfg, surrogate, shape = ctx.cfg, ctx.surrogate, ctx.shape
-        (T, N), device = U.shape, U.device
-        gs, gs_stride = _row_or_rows(g_spikes, T, N, U)
-        gm, gm_stride = _row_or_rows(g_membrane, T, N, U)
-        g_final = _flat(g_final_v, shape, N) if g_final_v is not None else torch.zeros(N, dtype=U.dtype, device=device)
-        gx = torch.empty_like(U)
-        g_v0, g_decay, g_thr, g_graded = (torch.empty(N, dtype=torch.float64, device=device) for _ in range(4))
-        width = _block_width(device)
-        triton_lif.lif_backward[(triton.cdiv(max(N, 1), width),)](
-            gs, gs_stride, gm, gm_stride, g_final, block_spike, entry0, U, M,
-            v0_flat, decay_flat, thr_flat, graded_flat,
-            triton_lif.surrogate_constants(surrogate, device),
-            gx, g_v0, g_decay, g_thr, g_graded,
-            T, N, ctx.block_len,
-            HAS_G_SPIKES=g_spikes is not None, STRICT=cfg.strict, REENTRY_ZERO=cfg.reentry_zero,
-            REENTRY_SUBTRACT=cfg.reentry_subtract, POST_ZERO=cfg.post_zero, SG_KIND=surrogate.kernel_code,
-            BLOCK=width, num_warps=4, enable_fp_fusion=False,
-        )  # fmt: skip
-        need = ctx.needs_input_grad
-        return (
-            gx.view(T, *shape) if need[0] else None,
-            _param_grad(g_v0, v0, shape) if need[1] else None,
-            _param_grad(g_decay, decay, shape) if need[2] else None,
-            _param_grad(g_thr, threshold, shape) if need[3] else None,
-            _param_grad(g_graded, graded, shape) if need[4] else None,
-            None,
-            None,
-            None,
-            None,
-        )
+def _constants(sg_name: str, sg_args, device) -> torch.Tensor:
+    return triton_lif.surrogate_constants(types.SimpleNamespace(kind=sg_name, args=tuple(sg_args)), device)
 
 
-class _TritonALIF(torch.autograd.Function):
-    """The paper's adaptive LIF: spikes, membranes, final v, a and refractory countdown."""
+def _final_grad(grad: Tensor | None, N: int, like: Tensor) -> Tensor:
+    """The incoming gradient of a final state (an operator output of N elements), or zeros."""
+    return grad.detach().reshape(N).contiguous() if grad is not None else torch.zeros(N, dtype=like.dtype, device=like.device)
 
-    @staticmethod
-    def forward(ctx, x, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, countdown0, refractory_steps, surrogate):
-        shape, T = x.shape[1:], x.shape[0]
-        N = shape.numel()
-        xs = x.detach().contiguous().reshape(T, N)
-        S, M, A = (torch.empty_like(xs) for _ in range(3))
-        flags = torch.empty((T, N), dtype=torch.int8, device=x.device)
-        v_out, a_out = (torch.empty(N, dtype=x.dtype, device=x.device) for _ in range(2))
-        countdown_out = torch.empty(N, dtype=torch.int32, device=x.device)
-        params = beta, threshold, adaptation_decay, adaptation_strength
-        states = _flat(v0, shape, N), _flat(a0, shape, N)
-        params_flat = tuple(_flat(param, shape, N) for param in params)
-        width = _block_width(x.device)
-        triton_lif.alif_forward[(triton.cdiv(max(N, 1), width),)](
-            xs, *states, _flat(countdown0, shape, N).to(torch.int32), *params_flat,
-            S, M, A, flags, v_out, a_out, countdown_out, T, N, refractory_steps,
-            BLOCK=width, num_warps=4, enable_fp_fusion=False,
-        )  # fmt: skip
-        ctx.surrogate, ctx.shape = surrogate, shape
-        # the parameters for their gradients' shapes, their flat copies for the kernel
-        ctx.save_for_backward(xs, v0, a0, *params, *states, *params_flat, M, A, flags)
-        countdown = countdown_out.to(torch.int64).view(shape)
-        ctx.mark_non_differentiable(countdown)
-        ctx.set_materialize_grads(False)
-        return S.view(x.shape), M.view(x.shape), v_out.view(shape), a_out.view(shape), countdown
 
-    @staticmethod
-    def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_a, _g_countdown):
-        xs, v0, a0, *rest = ctx.saved_tensors
-        params, states, params_flat, (M, A, flags) = rest[:4], rest[4:6], rest[6:10], rest[10:]
-        shape, (T, N), device = ctx.shape, xs.shape, xs.device
-        gs, gs_stride = _row_or_rows(g_spikes, T, N, xs)
-        gm, gm_stride = _row_or_rows(g_membrane, T, N, xs)
-        finals = (_flat(g, shape, N) if g is not None else torch.zeros(N, dtype=xs.dtype, device=device)
-                  for g in (g_final_v, g_final_a))  # fmt: skip
-        gx = torch.empty_like(xs)
-        g_v0, g_a0, *g_params = (torch.empty(N, dtype=torch.float64, device=device) for _ in range(6))
-        width = _block_width(device)
-        triton_lif.alif_backward[(triton.cdiv(max(N, 1), width),)](
-            gs, gs_stride, gm, gm_stride, *finals, xs, M, A, *states, flags,
-            *params_flat, triton_lif.surrogate_constants(ctx.surrogate, device),
-            gx, g_v0, g_a0, *g_params, T, N,
-            SG_KIND=ctx.surrogate.kernel_code, BLOCK=width, num_warps=4, enable_fp_fusion=False,
-        )  # fmt: skip
-        need = ctx.needs_input_grad
-        return (
-            gx.view(T, *shape) if need[0] else None,
-            _param_grad(g_v0, v0, shape) if need[1] else None,
-            _param_grad(g_a0, a0, shape) if need[2] else None,
-            *(_param_grad(g, param, shape) if need[3 + k] else None for k, (g, param) in enumerate(zip(g_params, params))),
-            None,
-            None,
-            None,
-        )
+# ---------------------------------------------------------------------------------------------
+# the LIF fast path
+# ---------------------------------------------------------------------------------------------
+@ops.custom_op("triton_lif_forward")
+def triton_lif_forward(
+    x: Tensor, v0: Tensor, decay: Tensor, threshold: Tensor, graded: Optional[Tensor], entry0: Tensor,
+    block_len: int, strict: bool, reentry_zero: bool, reentry_subtract: bool, post_zero: bool,
+    sg_name: str, sg_kind: int, sg_args: list[float],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Spikes, U, M (empty unless ``post_zero``), block spike positions, final v, last entry and spike position
+    ([N] int32), and entry0 as the kernels read it; ``sg_*`` are for the backward."""
+    shape, T = x.shape[1:], x.shape[0]
+    N = shape.numel()
+    xs = x.detach().contiguous().reshape(T, N)
+    S, U = torch.empty_like(xs), torch.empty_like(xs)
+    M = torch.empty_like(xs) if post_zero else xs.new_empty((0, N))
+    block_spike = torch.empty(((T - 1) // block_len + 1, N), dtype=torch.int32, device=x.device)
+    v_out = torch.empty(N, dtype=x.dtype, device=x.device)
+    entry_out, spike_out = (torch.empty(N, dtype=torch.int32, device=x.device) for _ in range(2))
+    graded_flat = _flat(graded, shape, N) if graded is not None else torch.ones(N, dtype=x.dtype, device=x.device)
+    entry0_flat = entry0.detach().reshape(-1).to(torch.int32, copy=True)  # an output: never the input itself
+    width = _block_width(x.device)
+    triton_lif.lif_forward[(triton.cdiv(max(N, 1), width),)](
+        xs, _flat(v0, shape, N), _flat(decay, shape, N), _flat(threshold, shape, N), graded_flat, entry0_flat,
+        S, U, M if post_zero else U, block_spike, v_out, entry_out, spike_out,
+        T, N, block_len,
+        STRICT=strict, REENTRY_ZERO=reentry_zero, REENTRY_SUBTRACT=reentry_subtract,
+        POST_ZERO=post_zero, BLOCK=width, num_warps=4, enable_fp_fusion=False,
+    )  # fmt: skip
+    return S, U, M, block_spike, v_out, entry_out, spike_out, entry0_flat
+
+
+@triton_lif_forward.register_fake
+def _(x, v0, decay, threshold, graded, entry0, block_len, strict, reentry_zero, reentry_subtract, post_zero, *sg):
+    T, N = x.shape[0], x[0].numel()
+    ints = [x.new_empty(n, dtype=torch.int32) for n in (N, N, N)]
+    return (x.new_empty((T, N)), x.new_empty((T, N)), x.new_empty((T if post_zero else 0, N)),
+            x.new_empty(((T - 1) // block_len + 1, N), dtype=torch.int32), x.new_empty(N), *ints)  # fmt: skip
+
+
+@ops.custom_op("triton_lif_backward")
+def triton_lif_backward(
+    g_spikes: Optional[Tensor], g_membrane: Optional[Tensor], g_final_v: Optional[Tensor], block_spike: Tensor,
+    entry0: Tensor, U: Tensor, M: Tensor, v0: Tensor, decay: Tensor, threshold: Tensor, graded: Optional[Tensor],
+    block_len: int, strict: bool, reentry_zero: bool, reentry_subtract: bool, post_zero: bool,
+    sg_name: str, sg_kind: int, sg_args: list[float],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """dL/dx ([T, N]) and the per-neuron float64 gradients of v0, decay, threshold, graded."""
+    shape = v0.shape
+    (T, N), device = U.shape, U.device
+    gs, gs_stride = _row_or_rows(g_spikes, T, N, U)
+    gm, gm_stride = _row_or_rows(g_membrane, T, N, U)
+    graded_flat = _flat(graded, shape, N) if graded is not None else torch.ones(N, dtype=U.dtype, device=device)
+    gx = torch.empty_like(U)
+    g_v0, g_decay, g_thr, g_graded = (torch.empty(N, dtype=torch.float64, device=device) for _ in range(4))
+    width = _block_width(device)
+    triton_lif.lif_backward[(triton.cdiv(max(N, 1), width),)](
+        gs, gs_stride, gm, gm_stride, _final_grad(g_final_v, N, U), block_spike, entry0, U, M if post_zero else U,
+        _flat(v0, shape, N), _flat(decay, shape, N), _flat(threshold, shape, N), graded_flat,
+        _constants(sg_name, sg_args, device),
+        gx, g_v0, g_decay, g_thr, g_graded,
+        T, N, block_len,
+        HAS_G_SPIKES=g_spikes is not None, STRICT=strict, REENTRY_ZERO=reentry_zero,
+        REENTRY_SUBTRACT=reentry_subtract, POST_ZERO=post_zero, SG_KIND=sg_kind,
+        BLOCK=width, num_warps=4, enable_fp_fusion=False,
+    )  # fmt: skip
+    return gx, g_v0, g_decay, g_thr, g_graded
+
+
+@triton_lif_backward.register_fake
+def _(g_spikes, g_membrane, g_final_v, block_spike, entry0, U, M, v0, *rest):
+    N = v0.numel()
+    return (U.new_empty(U.shape), *(U.new_empty(N, dtype=torch.float64) for _ in range(4)))
+
+
+def _triton_lif_setup(ctx, inputs, output):
+    x, v0, decay, threshold, graded, _entry0, block_len, *config = inputs
+    ctx.config = (block_len, *config)
+    ctx.x_shape = x.shape
+    S, U, M, block_spike, *_, entry0_flat = output
+    ctx.save_for_backward(v0, decay, threshold, graded, U, M, block_spike, entry0_flat)
+    ctx.set_materialize_grads(False)
+
+
+def _triton_lif_grad(ctx, g_spikes, g_U, g_M, *_unused):
+    v0, decay, threshold, graded, U, M, block_spike, entry0 = ctx.saved_tensors
+    g_final_v = _unused[1]
+    post_zero = ctx.config[4]
+    gx, g_v0, g_decay, g_thr, g_graded = torch.ops.snn_blockbackend.triton_lif_backward(
+        g_spikes, g_M if post_zero else g_U, g_final_v, block_spike, entry0, U, M, v0, decay, threshold, graded,
+        *ctx.config,
+    )
+    need, shape = ctx.needs_input_grad, v0.shape
+    return (
+        gx.view(ctx.x_shape) if need[0] else None,
+        ops.per_neuron_grad(g_v0, v0, shape) if need[1] else None,
+        ops.per_neuron_grad(g_decay, decay, shape) if need[2] else None,
+        ops.per_neuron_grad(g_thr, threshold, shape) if need[3] else None,
+        ops.per_neuron_grad(g_graded, graded, shape) if need[4] else None,
+        *(None,) * 9,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's adaptive LIF
+# ---------------------------------------------------------------------------------------------
+@ops.custom_op("triton_alif_forward")
+def triton_alif_forward(
+    x: Tensor, v0: Tensor, a0: Tensor, beta: Tensor, threshold: Tensor, adaptation_decay: Tensor,
+    adaptation_strength: Tensor, countdown0: Tensor, refractory_steps: int,
+    sg_name: str, sg_kind: int, sg_args: list[float],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Spikes, membranes, final v, a, countdown ([N] int32), and A, flags (for the backward)."""
+    shape, T = x.shape[1:], x.shape[0]
+    N = shape.numel()
+    xs = x.detach().contiguous().reshape(T, N)
+    S, M, A = (torch.empty_like(xs) for _ in range(3))
+    flags = torch.empty((T, N), dtype=torch.int8, device=x.device)
+    v_out, a_out = (torch.empty(N, dtype=x.dtype, device=x.device) for _ in range(2))
+    countdown_out = torch.empty(N, dtype=torch.int32, device=x.device)
+    params = beta, threshold, adaptation_decay, adaptation_strength
+    width = _block_width(x.device)
+    triton_lif.alif_forward[(triton.cdiv(max(N, 1), width),)](
+        xs, _flat(v0, shape, N), _flat(a0, shape, N), _flat(countdown0, shape, N).to(torch.int32),
+        *(_flat(param, shape, N) for param in params),
+        S, M, A, flags, v_out, a_out, countdown_out, T, N, refractory_steps,
+        BLOCK=width, num_warps=4, enable_fp_fusion=False,
+    )  # fmt: skip
+    return S, M, v_out, a_out, countdown_out, A, flags
+
+
+@triton_alif_forward.register_fake
+def _(x, *rest):
+    T, N = x.shape[0], x[0].numel()
+    return (x.new_empty((T, N)), x.new_empty((T, N)), x.new_empty(N), x.new_empty(N),
+            x.new_empty(N, dtype=torch.int32), x.new_empty((T, N)), x.new_empty((T, N), dtype=torch.int8))  # fmt: skip
+
+
+@ops.custom_op("triton_alif_backward")
+def triton_alif_backward(
+    g_spikes: Optional[Tensor], g_membrane: Optional[Tensor], g_final_v: Optional[Tensor],
+    g_final_a: Optional[Tensor], x: Tensor, M: Tensor, A: Tensor, flags: Tensor, v0: Tensor, a0: Tensor,
+    beta: Tensor, threshold: Tensor, adaptation_decay: Tensor, adaptation_strength: Tensor,
+    sg_name: str, sg_kind: int, sg_args: list[float],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """dL/dx ([T, N]) and the per-neuron float64 gradients of v0, a0 and the four parameters."""
+    shape, T, device = v0.shape, x.shape[0], x.device
+    N = shape.numel()
+    xs = x.detach().contiguous().reshape(T, N)
+    gs, gs_stride = _row_or_rows(g_spikes, T, N, xs)
+    gm, gm_stride = _row_or_rows(g_membrane, T, N, xs)
+    params = beta, threshold, adaptation_decay, adaptation_strength
+    gx = torch.empty_like(xs)
+    g_v0, g_a0, *g_params = (torch.empty(N, dtype=torch.float64, device=device) for _ in range(6))
+    width = _block_width(device)
+    triton_lif.alif_backward[(triton.cdiv(max(N, 1), width),)](
+        gs, gs_stride, gm, gm_stride, _final_grad(g_final_v, N, xs), _final_grad(g_final_a, N, xs), xs, M, A,
+        _flat(v0, shape, N), _flat(a0, shape, N), flags, *(_flat(param, shape, N) for param in params),
+        _constants(sg_name, sg_args, device), gx, g_v0, g_a0, *g_params, T, N,
+        SG_KIND=sg_kind, BLOCK=width, num_warps=4, enable_fp_fusion=False,
+    )  # fmt: skip
+    return gx, g_v0, g_a0, *g_params
+
+
+@triton_alif_backward.register_fake
+def _(g_spikes, g_membrane, g_final_v, g_final_a, x, M, A, flags, v0, *rest):
+    N = v0.numel()
+    return (M.new_empty(M.shape), *(M.new_empty(N, dtype=torch.float64) for _ in range(6)))
+
+
+def _triton_alif_setup(ctx, inputs, output):
+    x, v0, a0, *params, _countdown0, _R, sg_name, sg_kind, sg_args = inputs
+    ctx.config = (sg_name, sg_kind, sg_args)
+    ctx.save_for_backward(x, v0, a0, *params, output[1], output[5], output[6])
+    ctx.set_materialize_grads(False)
+
+
+def _triton_alif_grad(ctx, g_spikes, g_membrane, g_final_v, g_final_a, *_unused):
+    x, v0, a0, *params, M, A, flags = ctx.saved_tensors
+    gx, g_v0, g_a0, *g_params = torch.ops.snn_blockbackend.triton_alif_backward(
+        g_spikes, g_membrane, g_final_v, g_final_a, x, M, A, flags, v0, a0, *params, *ctx.config
+    )
+    need, shape = ctx.needs_input_grad, v0.shape
+    return (
+        gx.view(x.shape) if need[0] else None,
+        ops.per_neuron_grad(g_v0, v0, shape) if need[1] else None,
+        ops.per_neuron_grad(g_a0, a0, shape) if need[2] else None,
+        *(ops.per_neuron_grad(g, param, shape) if need[3 + k] else None for k, (g, param) in enumerate(zip(g_params, params))),
+        *(None,) * 5,
+    )  # fmt: skip
+
+
+def _register_autograd():
+    for forward, backward, setup, grad in (
+        (triton_lif_forward, triton_lif_backward, _triton_lif_setup, _triton_lif_grad),
+        (triton_alif_forward, triton_alif_backward, _triton_alif_setup, _triton_alif_grad),
+    ):
+        forward.register_autograd(grad, setup_context=setup)
+        ops.no_double_backward(backward, "triton")
+        ops.count_flops(forward, ops.FORWARD_FLOPS_PER_ELEMENT_STEP)
+        ops.count_flops(backward, ops.BACKWARD_FLOPS_PER_ELEMENT_STEP)
+
+
+if triton_lif is not None:
+    _register_autograd()
 
 
 class TritonProvider:
@@ -196,26 +285,31 @@ class TritonProvider:
             )
         return sg.kernel_refusal(profile.surrogate)
 
+    def supports_dtypes(self, dtypes):
+        return kernel_dtype_refusal("Triton", dtypes)
+
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
-        if x.dtype not in _DTYPES:
-            raise TypeError(
-                f"the triton provider computes in float32 or float64, got {x.dtype}; use backend='torch' for it"
-            )
         p = profile.prepare(params)
         if describes_itself(profile, "alif_spec"):
             s, countdown = initial_state(profile, p, x, state)
             shape = x.shape[1:]
-            spikes, membrane, v, a, countdown = _TritonALIF.apply(
+            surrogate = profile.surrogate
+            spikes, membrane, v, a, countdown, _, _ = torch.ops.snn_blockbackend.triton_alif_forward(
                 x, s["v"].expand(shape), s["a"].expand(shape), *profile.alif_spec(p), countdown, refractory_steps,
-                profile.surrogate,
+                surrogate.kind, surrogate.kernel_code, surrogate.kernel_args,
             )
-            return spikes, membrane, {"v": v, "a": a, "refractory": countdown}
+            final = {"v": v.view(shape), "a": a.view(shape), "refractory": countdown.to(torch.int64).view(shape)}
+            return spikes.view(x.shape), membrane.view(x.shape), final
         L = refractory_steps + 1
         cfg, v0, entry = prepare_fast(profile, p, x, state, L)
-        spikes, membrane, v, last_entry, last_spike = _TritonLIF.apply(
-            x, v0, cfg.decay, cfg.threshold, cfg.graded, entry, L, cfg, profile.surrogate
-        )
-        return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
+        surrogate, shape = profile.surrogate, x.shape[1:]
+        S, U, M, _, v, last_entry, last_spike, _ = torch.ops.snn_blockbackend.triton_lif_forward(
+            x, v0, cfg.decay, cfg.threshold, cfg.graded, entry, L, cfg.strict, cfg.reentry_zero,
+            cfg.reentry_subtract, cfg.post_zero, surrogate.kind, surrogate.kernel_code, surrogate.kernel_args,
+        )  # fmt: skip
+        spikes, membrane = S.view(x.shape), (M if cfg.post_zero else U).view(x.shape)
+        last_entry, last_spike = last_entry.to(torch.int64).view(shape), last_spike.to(torch.int64).view(shape)
+        return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v.view(shape), last_entry, last_spike)
 
 
 @hookimpl

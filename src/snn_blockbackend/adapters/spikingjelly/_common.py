@@ -111,7 +111,8 @@ def engine_surrogate(surrogate_module, surrogate_base_classes: tuple[type, ...],
             )
         if not _has_trainable_parameters(function):
             alpha = getattr(function, "alpha", None)
-            kind = type(function)
+            # the class itself: torch.export wraps submodules in proxy subclasses (torch.fx's _AttrProxy)
+            kind = next(c for c in type(function).__mro__ if not any("AttrProxy" in b.__name__ for b in c.__mro__))
             if kind is named.get("Sigmoid") and _numeric(alpha):
                 return sg.sigmoid(float(alpha))
             if kind is named.get("ATan") and _numeric(alpha):

@@ -41,10 +41,18 @@ def set_backend(name: str | None) -> None:
     _process_backend = name
 
 
+@torch.compiler.assume_constant_result
+def _use_backend_choice() -> str | None:
+    # Dynamo cannot trace ContextVar.get: under torch.compile the choice in force when the graph is traced is
+    # taken as a constant of that graph (as the provider choice itself is)
+    return _context_backend.get()
+
+
 def get_backend() -> str:
     """The backend "auto" resolves to first: the innermost ``use_backend`` of this thread / task, else the
-    process-wide setting (``set_backend``), else $SNN_BLOCKBACKEND_BACKEND, else "auto"."""
-    return _context_backend.get() or _process_backend or os.environ.get(ENV_BACKEND) or "auto"
+    process-wide setting (``set_backend``), else $SNN_BLOCKBACKEND_BACKEND, else "auto". Under
+    ``torch.compile`` it is read when the graph is traced."""
+    return _use_backend_choice() or _process_backend or os.environ.get(ENV_BACKEND) or "auto"
 
 
 @contextlib.contextmanager
@@ -305,7 +313,16 @@ def block_neuron(
         spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad)
     if run_steps != refractory_steps:
         final = {**final, "refractory": _exact_countdown(refractory_steps, x.shape[0], final["refractory"], state)}
-    return BlockResult(spikes, membrane, final)
+    return BlockResult(spikes, membrane, _owned(final))
+
+
+def _owned(final: dict) -> dict:
+    """The final state as tensors of their own, not views of the [T, ...] outputs: the frameworks detach stored
+    states in place (truncated BPTT: snnTorch ``detach_hidden``, SpikingJelly ``detach_net``, Norse
+    ``state.v.detach_()``), which views refuse. Under torch.compile (``Tensor._is_view`` cannot be traced) each is
+    copied: one [N, ...] copy per state variable."""
+    copy_all = torch.compiler.is_compiling()
+    return {name: value.clone() if copy_all or value._is_view() else value for name, value in final.items()}
 
 
 def _no_steps(profile: NeuronProfile, p: dict, x: torch.Tensor, state: dict | None) -> BlockResult:

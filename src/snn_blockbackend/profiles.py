@@ -101,7 +101,8 @@ class NeuronProfile:
     default_surrogate = staticmethod(sg.atan)
 
     def __init__(self, surrogate=None):
-        self.surrogate = sg.get(surrogate, self.default_surrogate())
+        # the default is made only when needed: under torch.compile the adapters pass their cached surrogate
+        self.surrogate = sg.get(surrogate, self.default_surrogate)
 
     # -- per-step math -------------------------------------------------------------------------
     def spike(self, margin: torch.Tensor) -> torch.Tensor:

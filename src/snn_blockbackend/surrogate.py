@@ -104,6 +104,8 @@ def _picklable(factory):
 
     @functools.wraps(factory)
     def make(*args, **kwargs):
+        if torch.compiler.is_compiling():  # Dynamo cannot trace the recording; a traced call is never pickled
+            return factory(*args, **kwargs)
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return replace(factory(*args, **kwargs), rebuild=(make, bound.args))
@@ -200,10 +202,10 @@ _BY_NAME = {
 }
 
 
-def get(spec: str | Surrogate | Callable | None, default: Surrogate) -> Callable:
-    """Resolve a surrogate given by name, object, plain callable ``margin -> spike`` or None (default)."""
+def get(spec: str | Surrogate | Callable | None, default: Callable[[], Surrogate]) -> Callable:
+    """Resolve a surrogate given by name, object, plain callable ``margin -> spike`` or None (``default()``)."""
     if spec is None:
-        return default
+        return default()
     if isinstance(spec, str):
         if spec not in _BY_NAME:
             raise ValueError(f"unknown surrogate {spec!r}; choose one of {sorted(_BY_NAME)}")

@@ -222,12 +222,6 @@ def engine_surrogate(method: str, alpha, version: str = PROFILE_VERSION):
 # ---------------------------------------------------------------------------------------------
 # shared machinery
 # ---------------------------------------------------------------------------------------------
-def _owned(final: dict) -> dict:
-    """The engine's final state as tensors of their own, not views of its [T, ...] outputs: Norse's states are
-    plain tensors, and ``state.v.detach_()`` (truncated BPTT) refuses views."""
-    return {name: value.clone() if value._is_view() else value for name, value in final.items()}
-
-
 class _BlockNorseNeuron:
     """Mixed into a Norse ``SNNCell``/``SNN`` subclass (listed first, so its methods win).
 
@@ -507,7 +501,7 @@ class _BlockNorseNeuron:
 
     def _step(self, input_tensor, state):
         result = self._run(input_tensor.unsqueeze(0), state)
-        return result.spikes[0], self._output_state(_owned(result.state))
+        return result.spikes[0], self._output_state(result.state)
 
     def forward(self, input_tensor: torch.Tensor, state=None):
         """Cells: one step ``[batch, ...] -> (spikes, state)``; modules: ``[T, batch, ...] -> (spikes[T], state)``."""
@@ -523,7 +517,7 @@ class _BlockNorseNeuron:
                 states.append(state)
             return torch.stack(outputs), _merge_states(states)
         result = self._run(input_tensor, state)
-        return result.spikes, self._output_state(_owned(result.state))
+        return result.spikes, self._output_state(result.state)
 
     def extra_repr(self) -> str:
         return (

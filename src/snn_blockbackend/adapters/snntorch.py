@@ -134,6 +134,7 @@ class _LinkedStateMixin:
 
     def __getstate__(self):
         state = self.__dict__.copy()
+        state.pop("_engine_surrogate_cache", None)  # holds the closure too; __setstate__ works it out again
         factory_call = _snntorch_factory_call(state.get("spike_grad"))
         if factory_call is not None:
             state["spike_grad"] = _PickledSnnTorchSurrogate(*factory_call)
@@ -144,6 +145,7 @@ class _LinkedStateMixin:
             factory, argument = state["spike_grad"]
             state = {**state, "spike_grad": getattr(snn_surrogate, factory)(argument)}
         super().__setstate__(state)
+        _engine_surrogate_of(self)  # for the new spike_grad object, before a first call under torch.compile
 
     def _store(self, result) -> torch.Tensor:
         """Keep the engine's final state; returns the new ``self.mem``."""

@@ -234,14 +234,10 @@ def alif_profile_and_params(node, surrogate_function):
 
 
 def run_engine(node, x_seq: torch.Tensor, profile, params, state: dict) -> BlockResult:
-    """The engine call; its final state holds tensors of their own (not views of the [T, ...] outputs), since
-    ``functional.detach_net`` detaches the stored memories in place, which views refuse."""
-    result = block_neuron(
+    return block_neuron(
         x_seq, profile, params, node.refractory_steps, state=state, backend=node.block_provider,
         check_finite=node.check_finite,
     )
-    final = {name: value.clone() if value._is_view() else value for name, value in result.state.items()}
-    return result._replace(state=final)
 
 
 def check_single_step_input(x) -> None:

@@ -26,7 +26,7 @@ except ImportError:  # imported as examples._common
 
 NAME = "classify_digits"
 SIZES = {  # default / --quick
-    False: {"steps": 50, "hidden": 128, "epochs": 6, "batch": 64, "train": None},
+    False: {"steps": 50, "hidden": 128, "epochs": 4, "batch": 64, "train": None},
     True: {"steps": 30, "hidden": 64, "epochs": 2, "batch": 48, "train": 384},
 }
 REFRACTORY = (0, 1, 2, 4)

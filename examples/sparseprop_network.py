@@ -7,9 +7,12 @@
    input that crosses threshold fires its target at the same instant, so K * J_E must stay well below 1 or
    the network cascades.)
 2. Exactness: on a small network, SparseProp (O(K log N) per spike) against the conventional O(N) algorithm
-   (``method="reference"``): an inhibitory network must give identical spike order and times, the E/I
-   network identical spikes up to the first tie between simultaneous spikes (the two algorithms break ties
-   differently; see docs/sparseprop.md).
+   (``method="reference"``): an inhibitory network must give identical spike order and times. In the E/I
+   network an excitatory input that crosses threshold fires its target at the same instant, so about a third
+   of its spikes are simultaneous with another; the two algorithms break such ties differently and, since
+   inputs do not commute across the threshold clamp, the runs then part (docs/sparseprop.md). There the check
+   is: identical up to the first difference, which lies inside a group of simultaneous spikes, and the
+   same duration for the same number of spikes (within 10%).
 3. Training: the coupling weight and the drive of a small inhibitory network (N = 100, K = 10) are fitted
    by Adam with the exact event-based gradients (``sparseprop.loss_gradients``) so that its spike times match
    those of a teacher network with the same connectivity (loss: mean squared difference of the s-th network
@@ -37,7 +40,7 @@ DRIVE = 0.5
 SIZES = {  # default / --quick
     False: {"neurons": 100_000, "seconds": 2.0, "check_neurons": 2000, "check_spikes": 20_000,
             "train_iterations": 80},
-    True: {"neurons": 10_000, "seconds": 0.5, "check_neurons": 1000, "check_spikes": 5_000,
+    True: {"neurons": 10_000, "seconds": 0.5, "check_neurons": 1000, "check_spikes": 20_000,
            "train_iterations": 80},
 }  # fmt: skip
 
@@ -115,12 +118,16 @@ def exactness(size, seed):
         "first_difference_is_a_tie": bool(differ.size == 0 or slow.spike_times[first] - slow.spike_times[first - 1] < 1e-12),
         "first_simultaneous_spikes_at": int(simultaneous[0] + 1) if simultaneous.size else None,
         "simultaneous_spike_pairs": int(simultaneous.size),
+        # after the runs part they stay statistically alike: the time their last spike is reached, and the CV
+        "duration_ratio": float(fast.spike_times[-1] / slow.spike_times[-1]),
+        "cv_isi": [fast.cv, slow.cv],
         "us_per_spike_sparseprop": fast.us_per_spike, "us_per_spike_reference": slow.us_per_spike,
     }  # fmt: skip
     out["passed"] = bool(
         out["inhibitory"]["identical_order"] and out["inhibitory"]["max_abs_dt_s"] < 1e-9
         and out["excitatory_inhibitory"]["max_abs_dt_s_before"] < 1e-9
         and out["excitatory_inhibitory"]["first_difference_is_a_tie"]
+        and abs(out["excitatory_inhibitory"]["duration_ratio"] - 1) < 0.1
     )  # fmt: skip
     return out
 
@@ -147,7 +154,7 @@ def train_small(size, seed, show):
     params = torch.tensor([-0.15, 0.45], dtype=torch.float64)  # [J, I], start far from the teacher's
     params.requires_grad_(True)
     optimizer = torch.optim.Adam([params], lr=0.01)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.93)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.97)
 
     def loss_and_grad():
         weight, drive = params.detach().tolist()
@@ -177,7 +184,7 @@ def train_small(size, seed, show):
                    f"{TAU * 1e3:g} ms), from J = -0.15, I = 0.45 towards a teacher with J = {teacher_weight}, "
                    f"I = {teacher_drive} (same connectivity and initial phases)",
         "loss": f"mean squared difference (ms^2) between the student's and the teacher's s-th network spike time, "
-                f"first {n_spikes} spikes; Adam lr 0.01 decaying by 0.93 per iteration",
+                f"first {n_spikes} spikes; Adam lr 0.01 decaying by 0.97 per iteration",
         "loss_before": losses[0], "loss_after": final_loss, "losses": losses + [final_loss],
         "initial": {"weight": trajectory[0][0], "drive": trajectory[0][1]},
         "fitted": {"weight": fitted[0], "drive": fitted[1]},
@@ -244,7 +251,8 @@ def report(results):
     console.print(f"exactness vs O(N): inhibitory {inh['spikes']} spikes identical order {inh['identical_order']}, "
                   f"max |dt| {inh['max_abs_dt_s']:.1e} s; E/I identical for {ei['identical_spikes_before_first_tie_break']}"
                   f" spikes (max |dt| {ei['max_abs_dt_s_before']:.1e} s), first difference at a tie: "
-                  f"{ei['first_difference_is_a_tie']} -> {'passed' if check['passed'] else 'FAILED'}")  # fmt: skip
+                  f"{ei['first_difference_is_a_tie']}, duration ratio {ei['duration_ratio']:.3f} -> "
+                  f"{'passed' if check['passed'] else 'FAILED'}")  # fmt: skip
     console.print(f"training: loss {train['loss_before']:.3g} -> {train['loss_after']:.3g} ms^2; (J, I) "
                   f"({train['initial']['weight']:.3f}, {train['initial']['drive']:.3f}) -> "
                   f"({train['fitted']['weight']:.4f}, {train['fitted']['drive']:.4f}), teacher "

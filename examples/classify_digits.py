@@ -307,14 +307,16 @@ def plot(results, runs, size):
     rs = [s["R"] for s in sweep]
     ax = axes[2]
     ax.plot(rs, [s["test_accuracy"] for s in sweep], "o-", color="tab:blue", label="BlockLeaky accuracy")
-    ax.plot([0], [alif["test_accuracy"]], "s", color="tab:purple", label="BlockALIF accuracy")
-    ax.set(xlabel="refractory period R (steps)", ylabel="test accuracy", xticks=rs,
+    ax.plot([0], [alif["test_accuracy"]], "s", color="tab:purple", markersize=9, fillstyle="none",
+            label="BlockALIF (R = 0) accuracy")  # fmt: skip
+    ax.set(xlabel="refractory period R (steps)", ylabel="test accuracy", xticks=rs, ylim=(0, 1.05),
            title=f"snnTorch net, T = {size['steps']}: accuracy and speed vs R")  # fmt: skip
     twin = ax.twinx()
     native_s = results["snntorch_native_epoch_s"]
     twin.plot(rs, [native_s / s["epoch_s"] for s in sweep], "^:", color="tab:red", label="speed-up per epoch vs Leaky loop")
     twin.plot([0], [native_s / alif["epoch_s"]], "v", color="tab:red", label="BlockALIF speed-up")
     twin.set_ylabel("speed-up per epoch (native / ours)")
+    twin.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower left")

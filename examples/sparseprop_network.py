@@ -74,6 +74,7 @@ def simulate_large(size, seed, show):
     with Progress(f"SparseProp, N = {size['neurons']:,} (network seconds)", size["seconds"], show) as bar:
         result = sp.simulate(model, network, t_stop=size["seconds"], seed=seed,
                              progress=lambda spikes, t: bar.update(t, info=f"{spikes:,} spikes"))  # fmt: skip
+        bar.update(result.t_stop, info=f"{result.n_spikes:,} spikes")
     n_exc = int(EXCITATORY_FRACTION * size["neurons"])
     counts = np.bincount(result.neuron_ids, minlength=size["neurons"])
     rates = counts / result.t_stop

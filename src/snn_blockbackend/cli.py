@@ -1,4 +1,4 @@
-"""The ``snn-blockbackend`` command line: ``info``, ``bench`` and ``sparseprop``."""
+"""The ``snn-blockbackend`` command line: ``info``, ``bench``, ``sparseprop`` and ``examples``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -170,6 +171,47 @@ def _add_sparseprop(subparsers) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# examples (the scripts in the repository's examples/ folder; their docstrings describe them)
+# ---------------------------------------------------------------------------------------------
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # a source checkout; wheels do not ship it
+
+
+def list_examples(folder: Path = EXAMPLES_DIR) -> list[dict]:
+    """Name, one-line description and command of every ``examples/*.py`` script (``_*.py`` are helpers)."""
+    import ast
+
+    found = []
+    for script in sorted(folder.glob("[!_]*.py")):
+        doc = ast.get_docstring(ast.parse(script.read_text())) or ""
+        found.append({
+            "name": script.stem,
+            "description": " ".join(doc.split("\n\n")[0].split()),
+            "run": f"python examples/{script.name} [--quick] [--out DIR]",
+        })  # fmt: skip
+    return found
+
+
+def cmd_examples(args) -> int:
+    if not EXAMPLES_DIR.is_dir():
+        print("the examples live in the source repository's examples/ folder (not in the installed package)")
+        return 1
+    examples = list_examples()
+    if args.json:
+        sys.stdout.write(json.dumps(examples, indent=2) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="examples (pip extra \\[examples]; --quick: a small run; a PNG and a JSON go to --out)")
+    for column in ("name", "what it shows", "run"):
+        table.add_column(column)
+    for example in examples:
+        table.add_row(example["name"], example["description"], example["run"])
+    Console().print(table)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.set_defaults(func=cmd_bench)
 
     _add_sparseprop(subparsers)
+
+    examples = subparsers.add_parser("examples", help="list the example scripts (training, fitting, SparseProp)")
+    examples.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    examples.set_defaults(func=cmd_examples)
     return parser
 
 

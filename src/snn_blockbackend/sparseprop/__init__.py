@@ -24,7 +24,7 @@ from .gradients import Gradients, loss_gradients, spike_time_gradient
 from .heap import IndexedMaxHeap
 from .inputs import ExternalInput, poisson_input
 from .models import EIF, LIF, QIF, balanced_drive, make_model
-from .result import SimulationResult, bin_spike_events, isi_cv
+from .result import SimulationResult, bin_spike_events, isi_cv, isi_cv_per_neuron
 from .simulate import METHODS, simulate
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "Network", "fixed_outdegree_network", "from_sparse_matrix", "default_weight",
     "estimate_memory_bytes", "available_memory_bytes", "NetworkTooLargeError",
     "ExternalInput", "poisson_input",
-    "simulate", "METHODS", "SimulationResult", "bin_spike_events", "isi_cv",
+    "simulate", "METHODS", "SimulationResult", "bin_spike_events", "isi_cv", "isi_cv_per_neuron",
     "Gradients", "loss_gradients", "spike_time_gradient",
     "IndexedMaxHeap",
 ]

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def isi_cv(spike_times: np.ndarray, neuron_ids: np.ndarray) -> float:
-    """Mean over neurons (with >= 2 inter-spike intervals) of std(ISI) / mean(ISI)."""
+def isi_cv_per_neuron(spike_times: np.ndarray, neuron_ids: np.ndarray) -> np.ndarray:
+    """std(ISI) / mean(ISI) of every neuron with >= 2 inter-spike intervals (others are left out)."""
     if spike_times.size < 3:
-        return float("nan")
+        return np.empty(0)
     order = np.lexsort((spike_times, neuron_ids))
     ids = neuron_ids[order]
     times = spike_times[order]
@@ -19,16 +19,20 @@ def isi_cv(spike_times: np.ndarray, neuron_ids: np.ndarray) -> float:
     isi = np.diff(times)[same]
     owner = ids[1:][same]
     if isi.size == 0:
-        return float("nan")
+        return np.empty(0)
     counts = np.bincount(owner)
     sums = np.bincount(owner, weights=isi)
     sq = np.bincount(owner, weights=isi * isi)
     ok = counts >= 2
-    if not ok.any():
-        return float("nan")
     mean = sums[ok] / counts[ok]
     var = np.maximum(sq[ok] / counts[ok] - mean * mean, 0.0)
-    return float(np.mean(np.sqrt(var) / mean))
+    return np.sqrt(var) / mean
+
+
+def isi_cv(spike_times: np.ndarray, neuron_ids: np.ndarray) -> float:
+    """Mean over neurons (with >= 2 inter-spike intervals) of std(ISI) / mean(ISI)."""
+    cvs = isi_cv_per_neuron(spike_times, neuron_ids)
+    return float(np.mean(cvs)) if cvs.size else float("nan")
 
 
 def bin_spike_events(spike_times: np.ndarray, neuron_ids: np.ndarray, n_neurons: int, dt: float,

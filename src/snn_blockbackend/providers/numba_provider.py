@@ -53,6 +53,7 @@ def _param_grad(values: np.ndarray, param: torch.Tensor | None, shape) -> torch.
 class _NumbaLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v0, decay, threshold, graded, entry0, block_len, cfg, sg_kind, sg_args):
+        ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not [T, ...] zeros
         shape = x.shape[1:]
         T, N = x.shape[0], v0.numel()
         xs = x.detach().contiguous().reshape(T, N).numpy()
@@ -122,6 +123,7 @@ class _NumbaNeuron(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, coefficient, v_leak, threshold, reset_value, countdown0, refractory_steps, spec, sg_name, sg_kind, sg_args):
+        ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not [T, ...] zeros
         shape = x.shape[1:]
         T, N = x.shape[0], v0.numel()
         xs = x.detach().contiguous().reshape(T, N).numpy()
@@ -191,6 +193,7 @@ class _NumbaALIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, countdown0, refractory_steps, sg_kind, sg_args):
+        ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not [T, ...] zeros
         shape = x.shape[1:]
         T, N = x.shape[0], v0.numel()
         xs = x.detach().contiguous().reshape(T, N).numpy()
@@ -245,6 +248,7 @@ class _NumbaCurrentLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, i0, b0, rate_m, rate_s, rate_a, v_leak, v_th, v_reset, jump, countdown0, refractory_steps, input_after, sg_name, sg_kind, sg_args):
+        ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not [T, ...] zeros
         shape = x.shape[1:]
         T, N = x.shape[0], v0.numel()
         xs = x.detach().contiguous().reshape(T, N).numpy()

@@ -4,6 +4,8 @@
 #   make test       the fast test suite (pytest, excludes tests marked slow)
 #   make test-slow  only the slow tests
 #   make bench      the benchmark vs the native framework neurons (writes bench/)
+#   make gpu-check  on a GPU machine: exactness properties on CUDA + the CUDA bench (writes bench/cuda/)
+#   make gpu-wheels download the frameworks' packages to carry to a GPU machine (.gpu-wheels/)
 #   make clean      remove caches and build outputs (keeps .venv); `make distclean` also removes .venv
 #
 # torch is pinned in constraints.txt and every pip install runs with -c constraints.txt, so no step can
@@ -17,7 +19,7 @@ SHELL := bash
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= snntorch,norse,sparseprop,bench,dev
+EXTRAS ?= snntorch,spikingjelly,norse,sparseprop,bench,dev
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 # importlib mode: test files in different folders may share a basename (tests/test_bad_input.py and
@@ -30,7 +32,7 @@ PIP_INSTALL := $(PY) -m pip install -c constraints.txt $(if $(CI),--progress-bar
 TORCH_PIN := $(shell grep -E '^torch==' constraints.txt)
 STAMP := $(VENV)/.stamp
 
-.PHONY: venv test test-slow bench clean distclean
+.PHONY: venv test test-slow bench gpu-check gpu-wheels clean distclean
 
 venv: $(STAMP)
 
@@ -39,9 +41,9 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) $(TORCH_INDEX) '$(TORCH_PIN)'
 	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
-# SpikingJelly's metadata asks for torchvision/torchaudio/tensorboard, which its neurons never import
+# SpikingJelly's metadata asks for torchvision/torchaudio/tensorboard, which its neurons never import; the
+# [spikingjelly] extra above installs what they do import (see pyproject.toml)
 	$(PIP_INSTALL) --no-deps 'spikingjelly==2.0.0'
-	$(PIP_INSTALL) loguru packaging tqdm
 	$(PY) -c 'import torch, snn_blockbackend; print("torch", torch.__version__, "| snn_blockbackend", snn_blockbackend.__version__)'
 	touch $(STAMP)
 
@@ -53,6 +55,17 @@ test-slow: venv
 
 bench: venv
 	$(VENV)/bin/snn-blockbackend bench $(BENCH_ARGS)
+
+# The GPU machine has its own CUDA PyTorch and no network: use its python3 with this checkout's source, and
+# carry .gpu-wheels (the frameworks, installed there without dependencies) with the working tree.
+GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) -m snn_blockbackend.gpu_check $(GPU_CHECK_ARGS)
+
+gpu-wheels: venv
+	$(PY) -m pip download --no-deps -d .gpu-wheels 'snntorch==1.0.0' 'norse==1.1.0' nir nirtorch \
+		'spikingjelly==2.0.0' loguru
 
 clean:
 	rm -rf build dist src/*.egg-info .pytest_cache .hypothesis

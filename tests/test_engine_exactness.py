@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -141,21 +143,27 @@ def test_provider_equals_reference_deep(config, backend, data):
     _check(config, backend, data)
 
 
-TRITON_ON_GPU = [
-    pytest.param(config, id=config_id)
+# The same properties on an accelerator (``make gpu-check`` runs them first on a GPU machine): every profile on
+# every provider that runs there, against the reference on the same device. $SNN_BLOCKBACKEND_CHECK_DEVICE picks
+# the device (default cuda; the gpu-check dry run sets cpu so the selection cannot rot).
+CHECK_DEVICE = torch.device(os.environ.get("SNN_BLOCKBACKEND_CHECK_DEVICE", "cuda"))
+ON_DEVICE = [
+    pytest.param(config, backend, id=f"{config_id}-{backend}")
     for config, config_id in zip(CONFIGS, CONFIG_IDS)
-    if "triton" in plugins.providers() and torch.cuda.is_available()
-    and plugins.providers()["triton"].supports(make_profile(config[0], **config[1]), torch.device("cuda"), "exact") is None
+    for backend in ("torch", "triton")
+    if (CHECK_DEVICE.type != "cuda" or torch.cuda.is_available()) and backend in plugins.providers()
+    and plugins.providers()[backend].supports(make_profile(config[0], **config[1]), CHECK_DEVICE, "exact") is None
 ]
 
 
-@pytest.mark.skipif(not TRITON_ON_GPU, reason="needs a CUDA device and triton (without one the same kernels are "
-                    "checked on CPU in Triton's interpreter by test_provider_equals_reference)")
-@pytest.mark.parametrize("config", TRITON_ON_GPU or [None])
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.skipif(not ON_DEVICE, reason=f"needs a {CHECK_DEVICE.type} device with a provider for it (without a "
+                    "GPU the same kernels are checked on CPU, Triton's in its interpreter, by test_provider_equals_reference)")
+@pytest.mark.parametrize(("config", "backend"), ON_DEVICE or [(None, None)])
+@settings(max_examples=int(os.environ.get("SNN_BLOCKBACKEND_CHECK_EXAMPLES", "50")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_triton_on_gpu_equals_reference(config, data):
-    _check(config, "triton", data, device="cuda")
+def test_provider_on_device_equals_reference(config, backend, data):
+    _check(config, backend, data, device=str(CHECK_DEVICE))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)

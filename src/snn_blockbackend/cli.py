@@ -38,16 +38,30 @@ def _torch_info() -> dict:
     }
 
 
+def _extras() -> list[str]:
+    """Our pip extras, from the installed distribution's metadata (empty for a source checkout)."""
+    import importlib.metadata
+
+    try:
+        return sorted(importlib.metadata.metadata("snn-blockbackend").get_all("Provides-Extra") or [])
+    except importlib.metadata.PackageNotFoundError:
+        return []
+
+
 def collect_info() -> dict:
     """Everything ``info`` shows, as plain data."""
     from . import plugins
     from .functional import ENV_BACKEND
     from .profiles import PROFILES
+    from .providers import PIP_EXTRAS, install_hint
 
     providers = sorted(plugins.providers().values(), key=lambda p: -p.priority)
+    missing = [name for name in PIP_EXTRAS if name not in {p.name for p in providers}]
     return {
         "version": __version__,
         "providers": [{"name": p.name, "priority": p.priority, "module": type(p).__module__} for p in providers],
+        "providers_not_installed": [{"name": name, "install": install_hint(name)} for name in missing],
+        "extras": _extras(),
         "profiles": [{"name": name, "summary": _summary(cls)} for name, cls in PROFILES.items()],
         "frameworks": [
             {
@@ -71,6 +85,7 @@ def cmd_info(args) -> int:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -81,6 +96,8 @@ def cmd_info(args) -> int:
     table.add_column("module")
     for p in info["providers"]:
         table.add_row(p["name"], str(p["priority"]), p["module"])
+    for p in info["providers_not_installed"]:
+        table.add_row(p["name"], "-", escape(f"not installed: {p['install']}"), style="yellow")
     console.print(table)
     table = Table(title="neuron profiles (make_profile(name, **options))")
     table.add_column("name")
@@ -93,8 +110,11 @@ def cmd_info(args) -> int:
         table.add_column(column)
     for f in info["frameworks"]:
         style = "green" if f["status"].endswith("installed") and f["installed_version"] else "yellow"
-        table.add_row(f["framework"], f["supported"], f"[{style}]{f['status']}[/{style}]")
+        table.add_row(f["framework"], f["supported"], escape(f["status"]), style=style)
     console.print(table)
+    if info["extras"]:
+        extras = ", ".join(f"[{name}]" for name in info["extras"])
+        console.print(escape(f"pip extras: {extras} (pip install 'snn-blockbackend[EXTRA]')"))
     t = info["torch"]
     devices = ", ".join(t["cuda_devices"]) if t["cuda_available"] else "no CUDA device"
     console.print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from typing import NamedTuple
 
@@ -10,10 +11,15 @@ import torch
 
 from . import plugins
 from .profiles import NeuronProfile, make_profile
+from .providers import install_hint
 
 ENV_BACKEND = "SNN_BLOCKBACKEND_BACKEND"
+MAX_REFRACTORY_STEPS = 2**63 - 1  # the refractory countdown is an int64 tensor
 GRAD_MODES = ("exact", "blocks")
 _process_backend: str | None = None
+# use_backend's override: per thread and per asyncio task (a new thread starts without one), so two threads
+# nesting use_backend never see, or restore, each other's choice
+_context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("snn_blockbackend_backend", default=None)
 
 
 class BlockResult(NamedTuple):
@@ -34,25 +40,36 @@ def set_backend(name: str | None) -> None:
 
 
 def get_backend() -> str:
-    """The backend "auto" resolves to first: the process-wide setting, else $SNN_BLOCKBACKEND_BACKEND, else "auto"."""
-    return _process_backend or os.environ.get(ENV_BACKEND) or "auto"
+    """The backend "auto" resolves to first: the innermost ``use_backend`` of this thread / task, else the
+    process-wide setting (``set_backend``), else $SNN_BLOCKBACKEND_BACKEND, else "auto"."""
+    return _context_backend.get() or _process_backend or os.environ.get(ENV_BACKEND) or "auto"
 
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """Temporarily set the process-wide provider."""
-    global _process_backend
-    previous = _process_backend
-    set_backend(name)
+    """Select the provider for the calls made inside the ``with`` block by this thread (or asyncio task) only.
+
+    Context-local (``contextvars``): other threads keep their own choice, and nesting restores the outer one.
+    ``set_backend`` is the process-wide default underneath.
+    """
+    if name is not None and name != "auto":
+        _known_provider(name)
+    token = _context_backend.set(name)
     try:
         yield
     finally:
-        _process_backend = previous
+        _context_backend.reset(token)
 
 
 def _known_provider(name: str):
     available = plugins.providers()
     if name not in available:
+        hint = install_hint(name)
+        if hint is not None:
+            raise ValueError(
+                f"backend {name!r} is not installed (its package failed to import); install it with: {hint}; "
+                f"available providers: {sorted(available)}"
+            )
         raise ValueError(f"unknown backend {name!r}; available providers: {sorted(available)}")
     return available[name]
 
@@ -88,6 +105,11 @@ def check_refractory_steps(refractory_steps) -> int:
             raise TypeError(f"refractory_steps must be a non-negative int, not {refractory_steps!r}")
     if refractory_steps < 0:
         raise ValueError(f"refractory_steps must be >= 0, got {refractory_steps}")
+    if refractory_steps > MAX_REFRACTORY_STEPS:
+        raise ValueError(
+            f"refractory_steps={refractory_steps} does not fit the int64 refractory countdown (at most 2**63 - 1); "
+            "any R >= T already means at most one spike per neuron in a sequence of T steps"
+        )
     return refractory_steps
 
 
@@ -100,12 +122,15 @@ def check_input(x: torch.Tensor, check_finite: bool = True) -> None:
         raise ValueError(
             f"input must be time-first with at least one neuron dimension, [T, ...]; got shape {tuple(x.shape)}"
         )
-    if x.shape[0] == 0:
-        raise ValueError("input has no time steps (T = 0)")
+    if check_finite and not _all_finite(x):
+        raise ValueError("input contains NaN or Inf (pass check_finite=False to skip this check)")
+
+
+def _all_finite(t: torch.Tensor) -> bool:
     # A sum is finite unless some element is NaN/Inf (or the sum overflows): one cheap pass, no temporary;
     # only a non-finite sum pays for the elementwise check.
-    if check_finite and not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
-        raise ValueError("input contains NaN or Inf (pass check_finite=False to skip this check)")
+    t = t.detach()
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _broadcasts_to(shape, target) -> bool:
@@ -168,7 +193,9 @@ def check_params(profile: NeuronProfile, params: dict, x: torch.Tensor) -> dict:
     return out
 
 
-def check_state(profile: NeuronProfile, state: dict | None, x: torch.Tensor, refractory_steps: int = 0):
+def check_state(
+    profile: NeuronProfile, state: dict | None, x: torch.Tensor, refractory_steps: int = 0, check_finite: bool = True
+):
     if state is None:
         return None
     missing = set(profile.state_names) - set(state)
@@ -183,6 +210,8 @@ def check_state(profile: NeuronProfile, state: dict | None, x: torch.Tensor, ref
             raise TypeError(f"state {name!r} has dtype {value.dtype} but the input has {x.dtype}")
         if value.shape != x.shape[1:]:
             raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
+        if check_finite and name != "refractory" and not _all_finite(value):
+            raise ValueError(f"state {name!r} contains NaN or Inf (pass check_finite=False to skip this check)")
     countdown = state.get("refractory")
     if countdown is not None:
         if countdown.is_floating_point() or countdown.dtype == torch.bool:
@@ -225,7 +254,40 @@ def block_neuron(
     refractory_steps = check_refractory_steps(refractory_steps)
     check_input(x, check_finite)
     p = check_params(profile, params, x)
-    state = check_state(profile, state, x, refractory_steps)
+    state = check_state(profile, state, x, refractory_steps, check_finite)
     provider = select_provider(backend, profile, x.device, grad)
-    spikes, membrane, final = provider.run(profile, p, x, refractory_steps, state=state, grad=grad)
+    if x.shape[0] == 0:
+        return _no_steps(profile, p, x, state)
+    run_steps, run_state = _refractory_for_run(refractory_steps, x.shape[0], state)
+    spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad)
+    if run_steps != refractory_steps:
+        final = {**final, "refractory": _exact_countdown(refractory_steps, x.shape[0], final["refractory"], state)}
     return BlockResult(spikes, membrane, final)
+
+
+def _no_steps(profile: NeuronProfile, p: dict, x: torch.Tensor, state: dict | None) -> BlockResult:
+    """T = 0: empty outputs and the state unchanged (the given one, else the initial one), as a loop of no steps."""
+    final = dict(state) if state is not None else profile.initial_state(profile.prepare(p), x.new_zeros(x.shape[1:]))
+    if "refractory" not in final:
+        final["refractory"] = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+    return BlockResult(x * 0, x * 0, final)  # x is empty; the products keep its autograd link
+
+
+def _refractory_for_run(refractory_steps: int, T: int, state: dict | None) -> tuple[int, dict | None]:
+    """The R (and initial countdown) the provider runs with: any R >= T means "at most one spike, then silent
+    to the end", so R > T runs as R = T with countdowns capped at T. The same spikes, membranes and gradients,
+    and block arithmetic stays small (no float or int32 precision loss in a provider for huge R)."""
+    if refractory_steps <= T:
+        return refractory_steps, state
+    if state is not None and "refractory" in state:
+        state = {**state, "refractory": state["refractory"].clamp(max=T)}
+    return T, state
+
+
+def _exact_countdown(refractory_steps: int, T: int, run_countdown: torch.Tensor, state: dict | None) -> torch.Tensor:
+    """The final countdown for the true R from one computed with R = T (``_refractory_for_run``): a neuron that
+    spiked at step j owes R - (T-1-j) >= 1 (the run reports T - (T-1-j) >= 1); one that did not owes its initial
+    countdown less T (the run reports 0)."""
+    initial = state.get("refractory") if state is not None else None
+    carried = (initial.to(torch.long) - T).clamp(min=0) if initial is not None else torch.zeros_like(run_countdown)
+    return torch.where(run_countdown > 0, run_countdown + (refractory_steps - T), carried)

@@ -7,8 +7,10 @@ belongs to the neuron profile, not to the surrogate, and is passed in as ``stric
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -61,6 +63,15 @@ class Surrogate:
     # a compiled kernel recognises the surrogate by kind and numeric args (``kernel_code``, ``kernel_args``)
     kind: str = ""
     args: tuple = ()
+    # (factory, its arguments) for surrogates made by this module's factories: their derivatives are closures,
+    # which pickle cannot store, so a pickled surrogate is rebuilt by calling the factory again
+    rebuild: tuple | None = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self):
+        if self.rebuild is not None:
+            factory, args = self.rebuild
+            return factory, args
+        return super().__reduce__()
 
     @property
     def kernel_code(self) -> int | None:
@@ -76,6 +87,20 @@ class Surrogate:
         return _HeavisideWithSurrogate.apply(margin, self.derivative, strict, self.backward)
 
 
+def _picklable(factory):
+    """Record on each surrogate ``factory`` makes how to make it again (see ``Surrogate.rebuild``)."""
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def make(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return replace(factory(*args, **kwargs), rebuild=(make, bound.args))
+
+    return make
+
+
+@_picklable
 def atan(alpha: float = 2.0) -> Surrogate:
     """snnTorch ``surrogate.atan`` (its default): alpha/2 / (1 + (pi/2*alpha*x)^2)."""
     return Surrogate(
@@ -83,6 +108,7 @@ def atan(alpha: float = 2.0) -> Surrogate:
     )
 
 
+@_picklable
 def fast_sigmoid(slope: float = 25.0) -> Surrogate:
     """snnTorch ``surrogate.fast_sigmoid``: 1 / (slope*|x| + 1)^2."""
     return Surrogate(
@@ -90,6 +116,7 @@ def fast_sigmoid(slope: float = 25.0) -> Surrogate:
     )
 
 
+@_picklable
 def sigmoid(alpha: float = 4.0) -> Surrogate:
     """SpikingJelly ``surrogate.Sigmoid`` (its default): alpha*sig(alpha x)*(1-sig(alpha x))."""
 
@@ -100,6 +127,7 @@ def sigmoid(alpha: float = 4.0) -> Surrogate:
     return Surrogate(f"sigmoid({alpha})", derivative, kind="sigmoid", args=(alpha,))
 
 
+@_picklable
 def superspike(alpha: float = 100.0) -> Surrogate:
     """Norse SuperSpike: 1 / (alpha*|x| + 1)^2.
 
@@ -120,6 +148,7 @@ def superspike(alpha: float = 100.0) -> Surrogate:
     )
 
 
+@_picklable
 def multi_gaussian(sigma: float = 0.5, h: float = 0.15, s: float = 6.0, gamma: float = 0.5) -> Surrogate:
     """The multi-Gaussian surrogate of Yin et al. (2021) used by all Blocks paper experiments."""
 
@@ -134,6 +163,7 @@ def multi_gaussian(sigma: float = 0.5, h: float = 0.15, s: float = 6.0, gamma: f
     return Surrogate("multi_gaussian", derivative, kind="multi_gaussian", args=(sigma, h, s, gamma))
 
 
+@_picklable
 def boxcar(width: float = 1.0) -> Surrogate:
     """Gradient 1 on (-width/2, width/2], 0 elsewhere."""
     half = width / 2
@@ -142,6 +172,7 @@ def boxcar(width: float = 1.0) -> Surrogate:
     )
 
 
+@_picklable
 def heaviside() -> Surrogate:
     """No surrogate: spikes carry no gradient."""
     return Surrogate("heaviside", None, kind="heaviside")

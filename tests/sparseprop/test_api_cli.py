@@ -54,7 +54,7 @@ def test_module_entry_json_prints_only_json(tmp_path):
            "--k", "30", "--seconds", "0.2", "--seed", "1", "--json", "--raster", str(tmp_path / "x.png")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     figures = json.loads(proc.stdout)
-    assert set(figures) == {"spikes", "rate_hz", "cv", "us_per_spike"}
+    assert set(figures) == {"spikes", "rate_hz", "cv", "us_per_spike", "compile_s"}
     assert figures["spikes"] > 0 and figures["rate_hz"] > 0
     assert proc.stdout.strip().count("\n") == 0
 

@@ -18,6 +18,15 @@ class AdapterInfo:
     min_version: str  # supported range: min_version <= v < max_version
     max_version: str
     module: str  # our adapter module
+    # installed with --no-deps after our extra (its metadata asks for packages its neurons never import)
+    without_dependencies: bool = False
+
+    @property
+    def install_command(self) -> str:
+        command = f"pip install 'snn-blockbackend[{self.extra}]'"
+        if self.without_dependencies:
+            command += f" && pip install --no-deps '{self.distribution}{self.supported_range}'"
+        return command
 
     @property
     def supported_range(self) -> str:
@@ -32,7 +41,7 @@ class AdapterInfo:
     def status(self) -> str:
         version = self.installed_version()
         if version is None:
-            return f"not installed (pip install 'snn-blockbackend[{self.extra}]')"
+            return f"not installed ({self.install_command})"
         if not (Version(self.min_version) <= Version(version) < Version(self.max_version)):
             return f"{version} installed, unsupported (supported: {self.supported_range})"
         return f"{version} installed"
@@ -42,7 +51,7 @@ class AdapterInfo:
         version = self.installed_version()
         if version is None:
             raise ImportError(
-                f"{self.distribution} is not installed; install it with: pip install 'snn-blockbackend[{self.extra}]'"
+                f"{self.distribution} is not installed; install it with: {self.install_command}"
             )
         if not (Version(self.min_version) <= Version(version) < Version(self.max_version)):
             raise ImportError(
@@ -54,7 +63,8 @@ class AdapterInfo:
 
 SNNTORCH = AdapterInfo("snntorch", "snntorch", "snntorch", "0.9.4", "1.1", "snn_blockbackend.adapters.snntorch")
 SPIKINGJELLY = AdapterInfo(
-    "spikingjelly", "spikingjelly", "spikingjelly", "0.0.0.0.14", "2.1", "snn_blockbackend.adapters.spikingjelly"
+    "spikingjelly", "spikingjelly", "spikingjelly", "0.0.0.0.14", "2.1", "snn_blockbackend.adapters.spikingjelly",
+    without_dependencies=True,
 )
 NORSE = AdapterInfo("norse", "norse", "norse", "1.0", "1.2", "snn_blockbackend.adapters.norse")
 ADAPTERS = (SNNTORCH, SPIKINGJELLY, NORSE)

@@ -21,6 +21,8 @@ This is how ``snntorch.utils.reset(net)``, which only knows ``Leaky.reset_hidden
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -48,6 +50,22 @@ def _closure_value(fn, name):
     return fn.__closure__[fn.__code__.co_freevars.index(name)].cell_contents
 
 
+# snnTorch's surrogate factories return closures, which pickle cannot store: a pickled neuron records the
+# factory and its argument instead and calls the factory again when it is loaded
+_SNNTORCH_FACTORIES = {"atan.<locals>.inner": ("atan", "alpha"), "fast_sigmoid.<locals>.inner": ("fast_sigmoid", "slope")}
+
+
+def _snntorch_factory_call(spike_grad) -> tuple | None:
+    """``(factory name, argument)`` when ``spike_grad`` is a closure made by snnTorch's atan / fast_sigmoid."""
+    if getattr(spike_grad, "__module__", None) != snn_surrogate.__name__ or not getattr(spike_grad, "__closure__", None):
+        return None
+    known = _SNNTORCH_FACTORIES.get(getattr(spike_grad, "__qualname__", ""))
+    if known is None:
+        return None
+    factory, argument = known
+    return factory, _closure_value(spike_grad, argument)
+
+
 def engine_surrogate(spike_grad, surrogate_disable: bool = False):
     """The engine surrogate for a snnTorch ``spike_grad``.
 
@@ -63,13 +81,13 @@ def engine_surrogate(spike_grad, surrogate_disable: bool = False):
         return sg.atan(2.0)
     if isinstance(spike_grad, sg.Surrogate):
         return spike_grad
-    if getattr(spike_grad, "__module__", None) == snn_surrogate.__name__ and spike_grad.__closure__:
-        qualname = getattr(spike_grad, "__qualname__", "")
-        if qualname == "atan.<locals>.inner":
-            return sg.atan(float(_closure_value(spike_grad, "alpha")))
-        if qualname == "fast_sigmoid.<locals>.inner":
-            # snnTorch: grad / (slope*|x| + 1.0)**2, which is the engine's superspike(slope) backward
-            return sg.superspike(float(_closure_value(spike_grad, "slope")))
+    factory_call = _snntorch_factory_call(spike_grad)
+    if factory_call is not None:
+        factory, argument = factory_call
+        if factory == "atan":
+            return sg.atan(float(argument))
+        # snnTorch: grad / (slope*|x| + 1.0)**2, which is the engine's superspike(slope) backward
+        return sg.superspike(float(argument))
     if not callable(spike_grad):
         raise TypeError(f"spike_grad must be callable, not {type(spike_grad).__name__}")
     return spike_grad
@@ -78,6 +96,13 @@ def engine_surrogate(spike_grad, surrogate_disable: bool = False):
 # ---------------------------------------------------------------------------------------------
 # state beyond ``mem``
 # ---------------------------------------------------------------------------------------------
+class _PickledSnnTorchSurrogate(NamedTuple):
+    """A snnTorch surrogate closure as pickled: its factory's name and argument."""
+
+    factory: str
+    argument: float
+
+
 class _LinkedStateMixin:
     """Extra per-neuron state (non-persistent buffers) that follows the identity of ``self.mem``."""
 
@@ -89,6 +114,19 @@ class _LinkedStateMixin:
             self.register_buffer(name, torch.zeros(0, dtype=dtype), persistent=False)
         self._linked_mem = None  # detached aliases of the last membrane this neuron produced (see _link)
         self._linked_mem_had_graph = False
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        factory_call = _snntorch_factory_call(state.get("spike_grad"))
+        if factory_call is not None:
+            state["spike_grad"] = _PickledSnnTorchSurrogate(*factory_call)
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("spike_grad"), _PickledSnnTorchSurrogate):
+            factory, argument = state["spike_grad"]
+            state = {**state, "spike_grad": getattr(snn_surrogate, factory)(argument)}
+        super().__setstate__(state)
 
     def _store(self, result) -> torch.Tensor:
         """Keep the engine's final state; returns the new ``self.mem``."""

@@ -146,7 +146,9 @@ def neuron_forward(x, v0, countdown0, mode, coef, offset, leak, thr, strict, sof
                 live = count <= 0
                 above = (margin > 0) if strict else (margin >= 0)
                 fired = live & above
-                after = margin if soft_reset else target  # soft: h - threshold
+                # soft: h - threshold; hard: the reference's S*Vr + (1 - S)*h at S = 1, i.e. Vr + 0*h
+                # (Vr, or NaN where h overflowed to inf, as in the reference)
+                after = margin if soft_reset else target + zero * h_i
                 after = after if fired else h_i
                 u = after if live else v_i
                 S_row[i] = one if fired else zero

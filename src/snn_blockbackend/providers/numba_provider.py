@@ -18,9 +18,13 @@ from .torch_provider import describes_itself, finish_fast, initial_state, prepar
 
 try:
     from . import numba_alif, numba_current_lif, numba_lif, numba_neurons
+    from .numba_threads import on_torch_threads
 except ImportError as error:  # numba missing: the provider is simply not offered
     numba_alif = numba_current_lif = numba_lif = numba_neurons = None
     _IMPORT_ERROR = error
+
+    def on_torch_threads(launch):
+        return launch
 
 
 def _flat(t: torch.Tensor, shape) -> np.ndarray:
@@ -52,6 +56,7 @@ def _param_grad(values: np.ndarray, param: torch.Tensor | None, shape) -> torch.
 
 class _NumbaLIF(torch.autograd.Function):
     @staticmethod
+    @on_torch_threads
     def forward(ctx, x, v0, decay, threshold, graded, entry0, block_len, cfg, sg_kind, sg_args):
         ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not [T, ...] zeros
         shape = x.shape[1:]
@@ -83,6 +88,7 @@ class _NumbaLIF(torch.autograd.Function):
         return S, M_t, torch.from_numpy(v_out).view(shape), last_entry, last_spike
 
     @staticmethod
+    @on_torch_threads
     def backward(ctx, g_spikes, g_membrane, g_final_v, _g_entry, _g_spike):
         v0, decay, threshold, graded, U, M, block_spike, entry0 = ctx.saved_tensors
         cfg = ctx.cfg
@@ -122,6 +128,7 @@ class _NumbaNeuron(torch.autograd.Function):
     tensors, which come in as the differentiable arguments."""
 
     @staticmethod
+    @on_torch_threads
     def forward(ctx, x, v0, coefficient, v_leak, threshold, reset_value, countdown0, refractory_steps, spec, sg_name, sg_kind, sg_args):
         ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not [T, ...] zeros
         shape = x.shape[1:]
@@ -157,6 +164,7 @@ class _NumbaNeuron(torch.autograd.Function):
         )
 
     @staticmethod
+    @on_torch_threads
     def backward(ctx, g_spikes, g_membrane, g_final_v, _g_countdown):
         x, v0, coefficient, v_leak, threshold, reset_value, M, flags = ctx.saved_tensors
         spec = ctx.spec
@@ -192,6 +200,7 @@ class _NumbaALIF(torch.autograd.Function):
     """The paper's adaptive LIF (``numba_alif``): spikes, membranes, final v, a and refractory countdown."""
 
     @staticmethod
+    @on_torch_threads
     def forward(ctx, x, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, countdown0, refractory_steps, sg_kind, sg_args):
         ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not [T, ...] zeros
         shape = x.shape[1:]
@@ -215,6 +224,7 @@ class _NumbaALIF(torch.autograd.Function):
         return torch.from_numpy(S).view(x.shape), M_t, torch.from_numpy(v_out).view(shape), torch.from_numpy(a_out).view(shape), countdown
 
     @staticmethod
+    @on_torch_threads
     def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_a, _g_countdown):
         x, v0, a0, beta, threshold, adaptation_decay, adaptation_strength, M, A, flags = ctx.saved_tensors
         shape, T, N = v0.shape, x.shape[0], v0.numel()
@@ -247,6 +257,7 @@ class _NumbaCurrentLIF(torch.autograd.Function):
     final v, i, b (the threshold; v_th without adaptation) and countdown."""
 
     @staticmethod
+    @on_torch_threads
     def forward(ctx, x, v0, i0, b0, rate_m, rate_s, rate_a, v_leak, v_th, v_reset, jump, countdown0, refractory_steps, input_after, sg_name, sg_kind, sg_args):
         ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not [T, ...] zeros
         shape = x.shape[1:]
@@ -276,6 +287,7 @@ class _NumbaCurrentLIF(torch.autograd.Function):
         return torch.from_numpy(S).view(x.shape), M_t, *outputs, countdown
 
     @staticmethod
+    @on_torch_threads
     def backward(ctx, g_spikes, g_membrane, g_final_v, g_final_i, g_final_b, _g_countdown):
         x, v0, i0, b0, *params, M, I, B, flags = ctx.saved_tensors
         shape, T, N = v0.shape, x.shape[0], v0.numel()

@@ -12,13 +12,12 @@ more memory traffic than they save in op calls). Per step (R > 0, snnTorch's del
     u     = v*decay + x              mul then add, never a fused multiply-add: the reference's rounding
     u    -= owed*threshold           owed: the previous state crossed (the reference's delayed-reset rule)
     live  = gate <= k                gate: the block's entry, pushed past the block by a spike
-    u     = lerp(v, u, live)         held neurons keep v (a 0/1 weight is exact)
+    u     = where(live, u, v)        held neurons keep v (a select: lerp's 0*inf would make NaN)
     owed  = u > threshold;  gate += owed*live*(L + 1 + k)   (one addcmul: fired = owed*live)
 
-seven small ops; a block's spikes are written at once from where its gate jumped (``position == k``).
-R = 0 needs neither gate nor hold (four ops). Masks are float 0/1 tensors and selections
-are products or ``lerp``: exact for finite values (only the sign of a zero may differ) and, on CPU, much
-cheaper than ``torch.where`` or bool tensors. Per block only the entries and spike positions are kept
+eight small ops; a block's spikes are written at once from where its gate jumped (``position == k``).
+R = 0 needs neither gate nor hold (four ops). Masks are float 0/1 tensors where they only scale (cheaper on
+CPU than bool tensors); the hold is a select, exact also for an overflowing (infinite) candidate. Per block only the entries and spike positions are kept
 ([blocks, ...]); the backward rebuilds the live masks from them instead of reading a [T, ...] mask that
 the forward would have to write into freshly allocated (page-faulting) memory.
 
@@ -95,7 +94,6 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
         CROSS = torch.empty((2, *shape), dtype=dtype, device=device)
     populate_in_background(U, M, FIRED, CROSS)  # the loop fills them in time order
     crossed = torch.gt if cfg.strict else torch.ge
-    zero = torch.zeros((), dtype=dtype, device=device)
     owed = crossed(v0, threshold).to(dtype) if reentry else None
     jump = float(L + 1)  # gate += jump + k at a spike at position k: past the block, and it records k
     # block positions are small integers: exact in the gate's dtype (half precision would not hold large L)
@@ -103,20 +101,22 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
     positions = [torch.tensor(k, dtype=gate_dtype, device=device) for k in range(min(L, T))]  # 0-dim: fast
     block_positions = torch.arange(min(L, T), dtype=gate_dtype, device=device).view(-1, *([1] * len(shape)))
     live = torch.empty(shape, dtype=dtype, device=device) if ever_held else None
+    live_mask = torch.empty(shape, dtype=torch.bool, device=device) if ever_held else None
     gate = entry0.to(gate_dtype)
     v = v0
     xs, Us, Fs, Ms, CROSSs = x.unbind(0), U.unbind(0), FIRED.unbind(0), M.unbind(0), CROSS.unbind(0)
     ring = CROSS.shape[0] != T
     common = ever_held and not cfg.reentry_zero and not cfg.post_zero
     subtract = cfg.reentry_subtract
-    mul, le, lerp = torch.mul, torch.le, torch.lerp
+    # a select, not lerp(v, u, live): 0*inf would turn an overflowing (infinite) candidate into NaN
+    mul, le, hold = torch.mul, torch.le, torch.where
     entries, lasts = [], []
     for start in range(0, T, L):
         n = min(L, T - start)
         entry = gate
         if ever_held:
             gate = gate.clone()
-        if common:  # the tight loop of the common case (snnTorch Leaky, R > 0): seven small ops per step
+        if common:  # the tight loop of the common case (snnTorch Leaky, R > 0): eight small ops per step
             cross_outs = CROSSs[start : start + n] if not ring else itertools.repeat(CROSSs[0])
             steps = zip(positions, Us[start : start + n], xs[start : start + n], cross_outs)
             for k, (position, ut, xt, cross_out) in enumerate(steps):
@@ -125,7 +125,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
                 if subtract:  # (v*decay + x) - owed*threshold; the product is exact
                     ut.addcmul_(owed, threshold, value=-1)
                 le(gate, position, out=live)
-                lerp(v, ut, live, out=ut)  # held neurons keep v (a 0/1 weight is exact)
+                hold(le(gate, position, out=live_mask), ut, v, out=ut)  # held neurons keep v
                 owed = crossed(ut, threshold, out=cross_out)  # owed is read above before this overwrites it
                 gate.addcmul_(owed, live, value=jump + k)  # a spike: the gate jumps; its block's spikes below
                 v = ut
@@ -133,7 +133,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
             t = start + k
             ut = Us[t]
             if cfg.reentry_zero:  # decay * ((1 - owed) * v) + x
-                torch.lerp(v, zero, owed, out=ut).mul_(decay)
+                torch.mul(v, 1 - owed, out=ut).mul_(decay)  # a product as in the reference: -inf stays -inf
             else:
                 torch.mul(v, decay, out=ut)
             ut.add_(xs[t])
@@ -141,7 +141,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
                 ut.addcmul_(owed, threshold, value=-1)
             if ever_held:
                 torch.le(gate, positions[k], out=live)
-                torch.lerp(v, ut, live, out=ut)  # held neurons keep v (a 0/1 weight is exact)
+                hold(torch.le(gate, positions[k], out=live_mask), ut, v, out=ut)  # held neurons keep v
             cross = crossed(ut, threshold, out=CROSSs[t % 2] if ring else CROSSs[t])
             if ever_held:
                 fired = torch.mul(cross, live, out=Fs[t])
@@ -151,7 +151,7 @@ def _forward(x, v0, decay, threshold, entry0, L, cfg, keep_crossings):
             else:
                 fired = Fs[t].copy_(cross)
             if cfg.post_zero:
-                v = torch.lerp(ut, zero, fired, out=Ms[t])
+                v = torch.mul(ut, 1 - fired, out=Ms[t])  # the reference's v*(1 - spike): -inf stays -inf
                 if reentry:
                     cross = crossed(v, threshold, out=cross)
             else:

@@ -95,7 +95,26 @@ def _countdown(refractory_steps, n, spiked, j0, prev_entry):
     return torch.where(spiked, after_spike, carried).clamp(min=0)
 
 
+def run_plain(profile, p, x, state):
+    """R = 0: the profile's step loop as the framework runs it (charge, spike, reset; nothing held). The same
+    operations as ``run_generic`` at R = 0, whose masks are then all False, without them: this path is the
+    fallback for the profiles no compiled kernel covers (Norse LIFRefracCell, custom surrogates, snnTorch's
+    immediate reset) and must not be slower than the native step loop."""
+    s, _ = initial_state(profile, p, x, state)  # at R = 0 the countdown is 0 (check_state)
+    spikes, membranes = [], []
+    for xt in x.unbind(0):
+        charged, margin = profile.charge(p, s, xt)
+        spike = profile.spike(margin)
+        s = profile.reset(p, s, charged, spike)
+        spikes.append(profile.emit(p, spike))
+        membranes.append(profile.membrane(s))
+    countdown = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+    return torch.stack(spikes), torch.stack(membranes), {**s, "refractory": countdown}
+
+
 def run_generic(profile, p, x, refractory_steps, state):
+    if refractory_steps == 0:
+        return run_plain(profile, p, x, state)
     L = refractory_steps + 1
     s, entry = _initial(profile, p, x, state)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)

@@ -167,7 +167,7 @@ def _spike_fn(alpha, surrogate, like) -> SpikeFn:
     return lambda margin: atan_spike(margin, slope)
 
 
-def _check_learned(kind, weight, bias, x):
+def _check_learned(kind, weight, bias, x, check_finite=True):
     T = x.shape[0]
     for name, value, shape in (("weight", weight, (T, T)), ("bias", bias, (T,))):
         if not isinstance(value, torch.Tensor):
@@ -190,9 +190,11 @@ def _check_learned(kind, weight, bias, x):
                 f"{name} has dtype {value.dtype} but the input has {x.dtype}; use the same dtype "
                 "(for a module: module.to(dtype))"
             )
+        if check_finite and not bool(torch.isfinite(value.detach()).all()):
+            raise ValueError(f"{kind.upper()} {name} contains NaN or Inf (pass check_finite=False to skip this check)")
 
 
-def _check_state(state, x) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _check_state(state, x, check_finite=True) -> tuple[torch.Tensor, torch.Tensor] | None:
     if state is None:
         return None
     if not (isinstance(state, tuple) and len(state) == 2):
@@ -205,6 +207,8 @@ def _check_state(state, x) -> tuple[torch.Tensor, torch.Tensor] | None:
             raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
         if value.dtype != x.dtype or value.device != x.device:
             raise TypeError(f"state {name!r} must have the input's dtype and device ({x.dtype}, {x.device})")
+        if check_finite and not bool(torch.isfinite(value.detach()).all()):
+            raise ValueError(f"state {name!r} contains NaN or Inf (pass check_finite=False to skip this check)")
         out.append(value.reshape(-1))
     return tuple(out)
 
@@ -237,16 +241,18 @@ def parallel_unit(
     if kind not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, not {kind!r}")
     _engine.check_input(x, check_finite)
+    if x.shape[0] == 0:
+        raise ValueError(f"input has no time steps (T = 0, input shape {tuple(x.shape)}); {kind.upper()} needs T >= 1")
     gain, decay = leak_coefficients(tau, leak)
     theta = _scalar("threshold", threshold, x)
     spike_fn = _spike_fn(alpha, surrogate, x)
     if kind in LEARNED_UNITS:
-        _check_learned(kind, weight, bias, x)
+        _check_learned(kind, weight, bias, x, check_finite)
         if state is not None:
             raise ValueError(f"{kind.upper()} has no streaming state (it runs whole sequences of length T)")
     elif weight is not None or bias is not None:
         raise ValueError("PSU has no learned weight or bias (its matrices are fixed)")
-    flat_state = _check_state(state, x)
+    flat_state = _check_state(state, x, check_finite)
     provider = select_psu_provider(backend, kind, x.device)
     flat = x.reshape(x.shape[0], -1)
     spikes, membrane, final = provider.run(
@@ -300,7 +306,7 @@ def psu_step(x_t: torch.Tensor, state: PSUState | None = None, *, tau=DEFAULT_TA
     if state is None:
         state = initial_state(x_t)
     else:
-        _check_state(state, x_t.unsqueeze(0))
+        _check_state(state, x_t.unsqueeze(0), check_finite)
     spike, membrane, (h, k) = _psu_step_kernel(
         x_t, tuple(state), gain=gain, decay=decay, threshold=theta, spike_fn=spike_fn
     )
@@ -332,7 +338,7 @@ def unit_step(kind: str, x_t: torch.Tensor, weight: torch.Tensor, bias: torch.Te
             "start a new sequence with state=None"
         )
     # validate W and b against a sequence of length T (their own length)
-    _check_learned(kind, weight, bias, x_t.unsqueeze(0).expand(T or 1, *x_t.shape))
+    _check_learned(kind, weight, bias, x_t.unsqueeze(0).expand(T or 1, *x_t.shape), check_finite)
     spike, membrane, (history, h, k) = _learned_step_kernel(
         kind, x_t, (state.history, state.h, state.k), gain=gain, decay=decay, threshold=theta,
         weight=weight, bias=bias, spike_fn=spike_fn,

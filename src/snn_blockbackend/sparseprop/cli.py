@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 from .connectivity import default_weight, fixed_outdegree_network
@@ -22,19 +23,39 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_finite_seconds(text: str) -> float:
+    """argparse type of ``--seconds``: a finite time > 0 (inf would never end, NaN or <= 0 simulate nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def _writable_png_path(text: str) -> str:
+    """argparse type of ``--raster``: refused before the simulation runs when its folder does not exist."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist (create it first): {text!r}")
+    return text
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", choices=("lif", "qif", "eif"), default="lif")
     parser.add_argument("--neurons", type=int, default=100_000, help="network size N")
     parser.add_argument("--k", type=int, default=100, help="out-degree K (synapses per neuron)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="simulated time in seconds")
+    parser.add_argument("--seconds", type=_positive_finite_seconds, default=1.0,
+                        help="simulated time in seconds (finite, > 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed for network and initial phases")
     parser.add_argument("--rate", type=float, default=1.0, help="target rate (Hz) of the balance equation")
     parser.add_argument("--j0", type=float, default=1.0, help="coupling strength; each synapse jumps -J0/sqrt(K)")
     parser.add_argument("--tau", type=float, default=0.01, help="membrane time constant (s)")
     parser.add_argument("--stored", action="store_true",
                         help="store the connectivity as CSR (default: regenerate on the fly, O(N) memory)")
-    parser.add_argument("--raster", default="sparseprop_raster.png", metavar="PATH",
-                        help="raster plot PNG path ('' to skip)")
+    parser.add_argument("--raster", type=_writable_png_path, default=None, metavar="PATH",
+                        help="write a raster plot of the whole run to this PNG file (default: no file)")
     parser.add_argument("--raster-neurons", type=int, default=200, help="neurons shown in the raster")
     parser.add_argument("--json", action="store_true", help="print only a JSON object with the figures")
     return parser
@@ -49,6 +70,7 @@ def _write_raster(result, path: str, n_show: int) -> None:
     show = result.neuron_ids < n_show
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(result.spike_times[show], result.neuron_ids[show], "|", ms=3, color="k")
+    ax.set_xlim(0.0, result.t_stop)  # the whole run, also where its last spikes come early
     ax.set_xlabel("time (s)")
     ax.set_ylabel("neuron")
     ax.set_title(f"SparseProp raster, first {n_show} of {result.n_neurons} neurons")
@@ -63,20 +85,7 @@ def run(args) -> dict:
     model = make_model(args.model, drive=drive, tau=args.tau)
     network = fixed_outdegree_network(args.neurons, args.k, default_weight(args.k, args.j0),
                                       seed=args.seed, stored=args.stored)
-    if args.json:
-        result = simulate(model, network, t_stop=args.seconds, seed=args.seed)
-    else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn("[bold]sparseprop"), BarColumn(), TextColumn("{task.fields[info]}"),
-                      TimeRemainingColumn(), transient=False) as bar:
-            task = bar.add_task("sim", total=args.seconds, info="")
-
-            def report(n_done: int, t_now: float) -> None:
-                bar.update(task, completed=min(t_now, args.seconds), info=f"{n_done} spikes, t={t_now:.3f}s")
-
-            result = simulate(model, network, t_stop=args.seconds, seed=args.seed, progress=report)
-            bar.update(task, completed=args.seconds)
+    result = simulate(model, network, t_stop=args.seconds, seed=args.seed, progress=not args.json)
     if args.raster:
         _write_raster(result, args.raster, args.raster_neurons)
     summary = result.summary()
@@ -96,6 +105,7 @@ def main(args) -> int:
         print(f"CV of ISIs    {summary['cv']:.4f}" if summary["cv"] is not None else "CV of ISIs    n/a")
         print(f"us per spike  {summary['us_per_spike']:.2f}" if summary["us_per_spike"] is not None
               else "us per spike  n/a")
+        print(f"compile time  {summary['compile_s']:.2f} s (numba, before the run; not in us per spike)")
         if args.raster:
             print(f"raster        {args.raster}")
     return 0

@@ -179,6 +179,21 @@ class Network:
     indices: np.ndarray | None = None
     weights: np.ndarray | None = None
 
+    def __post_init__(self):
+        # the compiled loops index with these arrays unchecked: a stored network is validated once, here (O(nnz))
+        if self.online:
+            return
+        if self.indptr is None or self.indices is None:
+            raise ValueError("a stored Network needs indptr and indices (or online=True)")
+        indptr, indices = np.asarray(self.indptr), np.asarray(self.indices)
+        if indptr.dtype != np.int64 or indices.dtype != np.int32:
+            raise TypeError(f"Network indptr must be int64 and indices int32 (the compiled loops' types), got "
+                            f"{indptr.dtype} and {indices.dtype}")
+        _check_compressed("CSR (rows = presynaptic neurons)", indptr, indices, self.n_neurons, self.n_neurons)
+        if self.weights is not None and np.asarray(self.weights).shape != indices.shape:
+            raise ValueError(f"Network weights must have one entry per synapse ({indices.shape[0]}), "
+                             f"got shape {np.asarray(self.weights).shape}")
+
     @property
     def uniform_weight(self) -> bool:
         return self.weights is None
@@ -282,28 +297,101 @@ def fixed_outdegree_network(n: int, k: int, weight: float | None = None, seed: i
     return Network(n, k, weight, int(seed), False, indptr, indices, None)
 
 
+def _check_index_range(what: str, index: np.ndarray, size: int) -> None:
+    """Every entry of ``index`` in [0, size): checked before any compiled code (or torch's coalesce) reads it."""
+    if index.size and (index.min() < 0 or index.max() >= size):
+        raise ValueError(f"weight matrix {what} must lie in [0, {size}), got values in [{index.min()}, {index.max()}]")
+
+
+def _check_compressed(what: str, indptr: np.ndarray, indices: np.ndarray, n_major: int, n_minor: int) -> None:
+    """A compressed (CSR/CSC) layout's pointers and indices are consistent (O(nnz))."""
+    if indptr.shape != (n_major + 1,):
+        raise ValueError(f"weight matrix {what} indptr must have {n_major + 1} entries, got {indptr.shape[0]}")
+    if indptr[0] != 0 or indptr[-1] != indices.shape[0]:
+        raise ValueError(f"weight matrix {what} indptr must run from 0 to nnz={indices.shape[0]}, "
+                         f"got {indptr[0]} to {indptr[-1]}")
+    if (np.diff(indptr) < 0).any():
+        raise ValueError(f"weight matrix {what} indptr must be non-decreasing (it is decreasing at row "
+                         f"{int(np.argmax(np.diff(indptr) < 0))})")
+    _check_index_range(f"{what} indices", indices, n_minor)
+
+
+def _torch_entries(matrix, torch):
+    """(post, pre, values, shape) of a torch tensor, its indices validated before torch touches them."""
+    matrix = matrix.detach().to("cpu")
+    shape = tuple(matrix.shape)
+    if len(shape) != 2:
+        raise ValueError(f"weight matrix must be square, got shape {shape}")
+    if matrix.layout == torch.sparse_coo:
+        # the raw (uncoalesced) indices: coalesce() itself writes out of bounds on invalid ones
+        indices = matrix._indices().numpy()
+        if indices.shape[0] != 2:
+            raise ValueError(f"weight matrix must be a 2-d sparse tensor, got {indices.shape[0]}-d indices")
+        _check_index_range("row (post) indices", indices[0], shape[0])
+        _check_index_range("column (pre) indices", indices[1], shape[1])
+        post, pre, values = indices[0], indices[1], matrix._values()
+    elif matrix.layout in (torch.sparse_csr, torch.sparse_csc):
+        row_major = matrix.layout == torch.sparse_csr
+        indptr = (matrix.crow_indices() if row_major else matrix.ccol_indices()).numpy()
+        minor = (matrix.col_indices() if row_major else matrix.row_indices()).numpy()
+        n_major, n_minor = shape if row_major else shape[::-1]
+        _check_compressed("CSR" if row_major else "CSC", indptr, minor, n_major, n_minor)
+        major = np.repeat(np.arange(n_major, dtype=np.int64), np.diff(indptr))
+        post, pre = (major, minor) if row_major else (minor, major)
+        values = matrix.values()
+    elif matrix.layout == torch.strided:
+        coo = matrix.to_sparse_coo()
+        post, pre, values = coo.indices()[0].numpy(), coo.indices()[1].numpy(), coo.values()
+    else:
+        raise TypeError(f"torch layout {matrix.layout} is not supported: convert it with .to_sparse_coo() "
+                        "or .to_sparse_csr()")
+    return post, pre, values.to(torch.float64).numpy(), shape
+
+
+def _scipy_entries(matrix):
+    """(post, pre, values, shape) of a scipy sparse matrix or array, its indices validated first."""
+    shape = tuple(matrix.shape)
+    fmt = getattr(matrix, "format", None)
+    if fmt in ("csr", "csc"):
+        n_major, n_minor = shape if fmt == "csr" else shape[::-1]
+        _check_compressed(fmt.upper(), np.asarray(matrix.indptr), np.asarray(matrix.indices), n_major, n_minor)
+    elif fmt == "coo":
+        _check_index_range("row (post) indices", np.asarray(matrix.row), shape[0])
+        _check_index_range("column (pre) indices", np.asarray(matrix.col), shape[1])
+    coo = matrix.tocoo()
+    return coo.row, coo.col, np.asarray(coo.data, dtype=np.float64), shape
+
+
+def _sum_duplicates(post: np.ndarray, pre: np.ndarray, data: np.ndarray):
+    """Entries sorted by (pre, post), duplicates of one (post, pre) summed in their given order (the rule of
+    scipy's CSR conversion and torch's ``coalesce``)."""
+    order = np.lexsort((post, pre))  # stable: duplicates keep their given order
+    post, pre, data = post[order], pre[order], data[order]
+    if post.size < 2:
+        return post, pre, data
+    first = np.concatenate(([True], (post[1:] != post[:-1]) | (pre[1:] != pre[:-1])))
+    if first.all():
+        return post, pre, data
+    starts = np.flatnonzero(first)
+    return post[starts], pre[starts], np.add.reduceat(data, starts)
+
+
 def from_sparse_matrix(matrix) -> Network:
     """Network from a user weight matrix ``W[post, pre]`` (scipy.sparse or torch sparse/dense).
 
-    Entries are voltage jumps. Self-connections (non-zero diagonal) are refused because the
-    spiking neuron is reset after its targets are updated.
+    Entries are voltage jumps. Duplicate entries of one (post, pre) pair (possible in COO or unsorted CSR
+    input) are summed into one synapse, as scipy's and torch's conversions do; entries that are (or sum to)
+    zero are no synapse. Self-connections (non-zero diagonal) are refused because the spiking neuron is reset
+    after its targets are updated. Indices are validated first (out of range, negative, a decreasing indptr).
     """
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a core dependency
         torch = None
     if torch is not None and isinstance(matrix, torch.Tensor):
-        coo = matrix.detach().to("cpu").to_sparse_coo().coalesce() if matrix.layout != torch.sparse_coo \
-            else matrix.detach().to("cpu").coalesce()
-        idx = coo.indices().numpy()
-        post, pre = idx[0].astype(np.int64), idx[1].astype(np.int64)
-        data = coo.values().to(torch.float64).numpy()
-        shape = tuple(coo.shape)
+        post, pre, data, shape = _torch_entries(matrix, torch)
     elif hasattr(matrix, "tocoo"):
-        coo = matrix.tocoo()
-        post, pre = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        data = np.asarray(coo.data, dtype=np.float64)
-        shape = coo.shape
+        post, pre, data, shape = _scipy_entries(matrix)
     else:
         raise TypeError("matrix must be a scipy.sparse matrix/array or a torch tensor, got "
                         f"{type(matrix).__name__}")
@@ -314,12 +402,11 @@ def from_sparse_matrix(matrix) -> Network:
         raise ValueError("a network needs at least 2 neurons")
     if not np.isfinite(data).all():
         raise ValueError("weight matrix contains NaN or infinite entries")
+    post, pre, data = _sum_duplicates(np.asarray(post, dtype=np.int64), np.asarray(pre, dtype=np.int64), data)
     keep = data != 0.0
     post, pre, data = post[keep], pre[keep], data[keep]
     if (post == pre).any():
         raise ValueError("weight matrix has self-connections (non-zero diagonal); they are not supported")
-    order = np.lexsort((post, pre))
-    post, pre, data = post[order], pre[order], data[order]
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(pre, minlength=n), out=indptr[1:])
     k_max = int(np.diff(indptr).max()) if data.size else 0

@@ -1,0 +1,33 @@
+"""`make gpu-check` cannot rot between GPU sessions: its dry run takes every step on CPU at tiny sizes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from snn_blockbackend import gpu_check
+
+
+def test_gpu_check_dry_run(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "snn_blockbackend.gpu_check", "--dry", "--examples", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=gpu_check.REPO,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["device"] == "cpu" and report["dry"]
+    # the property selection ran real examples on the check device (torch and triton providers), none failed
+    assert report["exactness"]["returncode"] == 0
+    assert "passed" in report["exactness"]["summary"] and "failed" not in report["exactness"]["summary"]
+    (bench,) = report["bench"]
+    assert bench["returncode"] == 0
+    rows = json.loads((tmp_path / bench["folder"] / "bench.json").read_text())["rows"]
+    timed = [row for row in rows if row["provider"] == "torch" and row["fwd_ms"] is not None]
+    assert timed and all(row["spike_mismatch"] == 0 for row in timed)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the real check runs (make gpu-check)")
+def test_gpu_check_refuses_without_a_gpu(tmp_path):
+    assert gpu_check.main(["--out", str(tmp_path)]) == 2

@@ -1,0 +1,108 @@
+"""Our numba kernels leave the user's process as they found it: PyTorch's thread count, the speed of later
+torch ops, and concurrent use from several Python threads (each check in a fresh process, since numba's
+threading layer is chosen once per process)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("numba", reason="the numba provider needs the numba package (pip extra [snntorch] etc.)")
+
+# Times a torch-only workload (matmul + tanh, what a training step mixes with our kernels) before and after a
+# numba kernel, best of several repeats, in one process; prints JSON.
+SIDE_EFFECTS = textwrap.dedent(
+    """
+    import json, sys, time
+    import torch
+    torch.set_num_threads(int(sys.argv[1]))
+    from snn_blockbackend import block_neuron
+    import numba
+
+    x, w = torch.randn(64, 512), torch.randn(512, 512)
+
+    def torch_only():
+        best = float("inf")
+        for _ in range(7):
+            start = time.perf_counter()
+            for _ in range(100):
+                torch.tanh(x @ w)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    before = torch_only()
+    inputs = torch.randn(200, 8, 256, requires_grad=True)
+    out = block_neuron(inputs, "snntorch_leaky", {"beta": 0.9}, refractory_steps=2, backend="numba")
+    out.spikes.sum().backward()
+    after = torch_only()
+    print(json.dumps({"threads_after": torch.get_num_threads(), "ratio": after / before,
+                      "layer": numba.threading_layer()}))
+    """
+)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernels_keep_torch_threads_and_speed(threads):
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
+    done = subprocess.run(
+        [sys.executable, "-c", SIDE_EFFECTS, str(threads)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["layer"] == "workqueue"
+    assert result["threads_after"] == threads
+    # with numba's OpenMP layer the same torch ops ran 2-50x slower after a kernel; noise stays well below 1.5x
+    assert result["ratio"] < 1.5, result
+
+
+CONCURRENT = textwrap.dedent(
+    """
+    import threading
+    import torch
+    from snn_blockbackend import block_neuron
+
+    torch.manual_seed(0)
+    inputs = [torch.randn(50, 4, 300, requires_grad=True) for _ in range(4)]
+    expected = [block_neuron(x, "paper", {"beta": 0.9}, refractory_steps=3, backend="reference").spikes for x in inputs]
+    results = [None] * len(inputs)
+
+    def work(k):
+        for _ in range(5):
+            out = block_neuron(inputs[k], "paper", {"beta": 0.9}, refractory_steps=3, backend="numba")
+            out.spikes.sum().backward()
+        results[k] = out.spikes
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(torch.equal(got, want) for got, want in zip(results, expected))
+    print("ok")
+    """
+)
+
+
+def test_kernels_from_several_python_threads():
+    """workqueue aborts the process when two threads launch at once; our launches are serialised."""
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
+    done = subprocess.run([sys.executable, "-c", CONCURRENT], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
+
+
+def test_user_choice_of_threading_layer_is_kept():
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "omp"}
+    code = (
+        "import torch, numba\nfrom snn_blockbackend import block_neuron\n"
+        "torch.set_num_threads(1)\n"
+        "block_neuron(torch.randn(20, 2, 8), 'paper', {'beta': 0.9}, backend='numba')\n"
+        "print(numba.threading_layer(), torch.get_num_threads())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    # the user's layer, and PyTorch's thread count restored after the launch even under OpenMP
+    assert done.stdout.split() == ["omp", "1"]

@@ -1,8 +1,9 @@
 """Training-step rows of ``snn-blockbackend bench``: a whole training step, native neurons vs ours, one run.
 
 The network is ``Linear -> neuron -> Linear -> neuron`` over a time-first input [T, B, n_in] (Bernoulli
-spikes, rate 0.2, as a rate-coded image); the step is ``zero_grad``, forward, cross-entropy of the output
-spike counts against random labels, ``backward`` and ``Adam.step``. Both Linear layers run on the whole
+spikes, rate 0.2, as a rate-coded image; weights ``WEIGHT_GAIN`` times PyTorch's default); the step is
+``zero_grad``, forward, cross-entropy of the output spike counts against random labels, ``backward`` and
+``Adam.step``. Both Linear layers run on the whole
 sequence (one matrix product each) in both variants, so the two differ only in their neurons:
 
 * snnTorch: ``Leaky(beta=0.9)`` in a per-step loop over ``x.unbind(0)`` vs ``BlockLeaky(beta=0.9, sequence=True)``;
@@ -38,6 +39,9 @@ LABELS = {
     "norse": ("LIFCell loop", "BlockLIF"),
 }
 INPUT_RATE = 0.2
+# both Linear layers' weights: PyTorch's default initialisation times this, so that the hidden layer of every
+# framework's neuron fires at a rate a trained network shows (~0.05-0.2; at 1x SpikingJelly's tau = 2 LIF hardly fires)
+WEIGHT_GAIN = 4.0
 
 
 class _Net(nn.Module):
@@ -48,6 +52,9 @@ class _Net(nn.Module):
         n_in, n_hidden, n_out = sizes
         self.fc1, self.lif1 = nn.Linear(n_in, n_hidden), make_neuron()
         self.fc2, self.lif2 = nn.Linear(n_hidden, n_out), make_neuron()
+        with torch.no_grad():
+            self.fc1.weight.mul_(WEIGHT_GAIN)
+            self.fc2.weight.mul_(WEIGHT_GAIN)
         self._run, self._reset = run, reset
 
     def forward(self, x):

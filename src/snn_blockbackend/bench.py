@@ -42,7 +42,8 @@ from .machine import cpu_model
 from .native_loops import norse_cell, norse_lif_box, snntorch_leaky, spikingjelly_lif
 from .profiles import make_profile
 from .timing import (
-    FLOOR_ARRAYS, Runner, ratio, settled_heap, stream_bandwidth, time_forward, time_forward_backward, traffic_floor_ms,
+    BANDWIDTH_SHAPE, FLOOR_ARRAYS, Runner, ratio, settled_heap, stream_bandwidth, time_forward, time_forward_backward,
+    traffic_floor_ms,
 )  # fmt: skip
 
 FULL_SHAPE = (1000, 32, 512)  # T, B, N
@@ -524,9 +525,10 @@ def _run(args) -> int:
     )
     console.print(NOISE_NOTE)
     x = make_input(tuple(shape), args.seed).to(device)
-    results = Results(stream_bandwidth(tuple(shape), x.dtype, device))
+    results = Results(stream_bandwidth(device=device))
     console.print(
-        f"streaming bandwidth: {results.bandwidth_gbs:.1f} GB/s (warm copy of one x-sized array, best of 5); "
+        f"streaming bandwidth: {results.bandwidth_gbs:.1f} GB/s (warm copy of a {list(BANDWIDTH_SHAPE)} float32 "
+        "array, best of 5); "
         f"traffic floor of a neuron: fwd {traffic_floor_ms(x, 'fwd', results.bandwidth_gbs):.2f} ms, "
         f"fwd+bwd {traffic_floor_ms(x, 'fwd_bwd', results.bandwidth_gbs):.2f} ms"
     )
@@ -569,7 +571,8 @@ def _run(args) -> int:
                    "check_steps": check_steps, "note": NOISE_NOTE},
         "bandwidth": {"gbs": results.bandwidth_gbs, "floor_arrays": dict(FLOOR_ARRAYS),
                       "floor_ms": {kind: traffic_floor_ms(x, kind, results.bandwidth_gbs) for kind in FLOOR_ARRAYS},
-                      "definition": "bandwidth: bytes read + written by a warm copy of one x-sized array, best of 5; "
+                      "definition": f"bandwidth: bytes read + written by a warm copy of a {list(BANDWIDTH_SHAPE)} "
+                                    "float32 array, best of 5; "
                                     "floor: floor_arrays x-sized arrays / bandwidth (see snn_blockbackend.timing); "
                                     "rows' *_floor_x: time / floor"},
         "cases": {c.name: {"framework": c.framework, "native": c.native_label, "profile": c.profile().describe(),

@@ -50,10 +50,12 @@ def test_no_command_prints_help(capsys):
 def test_bench_tiny_run_writes_json_and_plot(tmp_path, capsys):
     out = tmp_path / "bench"
     args = ["bench", "--quick", "--out", str(out), "--reps", "1", "--T", "24", "--B", "2", "--N", "8",
-            "--providers", "torch,reference"]  # fmt: skip
+            "--providers", "torch,reference", "--training-shape", "6,2,12,8,3"]  # fmt: skip
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
-    assert "speedup fwd+bwd" in printed and "±25%" in printed
+    assert "x f+b" in printed and "f+b/fl" in printed and "±25%" in printed and "streaming bandwidth" in printed
+    assert "training step" in printed
+    assert max(len(line) for line in printed.splitlines()) <= 100  # the tables fit a 100-column terminal
     assert (out / "speedup_vs_refractory.png").stat().st_size > 1000
     result = json.loads((out / "bench.json").read_text())
     assert result["config"]["shape"] == [24, 2, 8]
@@ -63,6 +65,23 @@ def test_bench_tiny_run_writes_json_and_plot(tmp_path, capsys):
     assert not [r for r in result["rows"] if (r.get("note") or "").startswith("error")]
     assert {p["R"] for p in result["sweep"] if p["provider"] == "torch"} == {0, 4, 9}
     assert set(result["max_spike_mismatch"].values()) == {0}
+    # every timed row has its time as a multiple of the traffic floor measured in the same run
+    assert result["bandwidth"]["gbs"] > 0 and result["bandwidth"]["floor_arrays"] == {"fwd": 3, "fwd_bwd": 6}
+    for r in rows:
+        floor = result["bandwidth"]["floor_ms"]["fwd"] * (r["T"] / 24)  # the reference rows run on a slice
+        assert r["fwd_floor_x"] == pytest.approx(r["fwd_ms"] / floor) and r["fwd_bwd_floor_x"] > 0
+    # the training-step rows: one per installed framework and thread count, native and ours from one run
+    training = result["training"]
+    assert {(r["framework"], r["threads"]) for r in training} == {
+        (f, n) for f in ("snntorch", "spikingjelly", "norse") for n in (1, 2)
+    }
+    for r in training:
+        assert (r["T"], r["B"], r["sizes"]) == (6, 2, [12, 8, 3])
+        if r["note"] is None:  # the framework is installed: both nets trained, their first losses equal
+            assert r["native_ms"] > 0 and r["our_ms"] > 0 and r["speedup"] == pytest.approx(r["native_ms"] / r["our_ms"])
+            assert r["loss_equal"] is True
+        else:
+            assert "not installed" in r["note"], r["note"]
     # the parallel-spiking-unit rows ran too (quick shapes), each unit against every installed native LIF
     units = [r for r in result["psu"] if r["kind"] == "unit"]
     assert {r["neuron"] for r in units} == {"PSU", "IPSU", "RPSU"} and all(r["fwd_ms"] > 0 for r in units)
@@ -82,12 +101,13 @@ def test_bench_device_option_and_default_folder(tmp_path, monkeypatch, capsys):
     committed CPU results stay), and skips the CPU-only PSU rows. Run here on the CPU device itself."""
     monkeypatch.chdir(tmp_path)
     args = ["bench", "--quick", "--reps", "1", "--T", "12", "--B", "1", "--N", "4", "--providers", "torch",
-            "--device", "cpu", "--no-psu"]  # fmt: skip
+            "--device", "cpu", "--no-psu", "--no-training"]  # fmt: skip
     assert cli.main(args) == 0
     result = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert result["config"]["device"] == "cpu" and result["machine"]["device"] == "cpu"
     assert [r for r in result["rows"] if r["provider"] == "torch" and r.get("fwd_ms") is not None]
-    assert "parallel spiking units: not run" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "parallel spiking units: not run" in printed and "training-step rows: not run" in printed
 
 
 def test_bench_refuses_an_unusable_device(tmp_path):

@@ -10,23 +10,26 @@ pass quadratic in T) and ``block_neuron`` on every installed provider, on the sa
   R > 0 (the native neurons have no refractory period) the number that differ from our sequential reference
   on the first 64 time steps (expected 0);
 * the sequential ``reference`` provider is timed only on those first 64 steps (native timed on the same slice);
+* each time also as a multiple of its traffic floor: the bytes a neuron must move at the least
+  (``timing.FLOOR_ARRAYS``) over the streaming bandwidth measured at the start of the same run
+  (``timing.stream_bandwidth``);
 * a sweep of the speed-up over the refractory period R for the headline case (snnTorch ``Leaky``), plotted to
-  ``<out>/speedup_vs_refractory.png``; all numbers go to ``<out>/bench.json``.
+  ``<out>/speedup_vs_refractory.png``;
+* whole training steps, native neurons vs ours, with 1 and 2 threads (``training_bench``), and the parallel
+  spiking units (``psu.bench``). All numbers go to ``<out>/bench.json``.
+
+``--quick`` (under a minute on 2 cores) runs smaller shapes, one timed run each, the numba and torch
+providers only and a 16-step reference check.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import importlib.metadata
 import json
-import logging
 import os
 import platform
-import statistics
-import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -36,145 +39,28 @@ import torch
 from . import __version__, plugins
 from .functional import block_neuron
 from .machine import cpu_model
+from .native_loops import norse_cell, norse_lif_box, snntorch_leaky, spikingjelly_lif
 from .profiles import make_profile
+from .timing import (
+    BANDWIDTH_SHAPE, FLOOR_ARRAYS, Runner, ratio, settled_heap, stream_bandwidth, time_forward, time_forward_backward,
+    traffic_floor_ms,
+)  # fmt: skip
 
 FULL_SHAPE = (1000, 32, 512)  # T, B, N
-QUICK_SHAPE = (200, 8, 128)
+QUICK_SHAPE = (100, 8, 128)
 HEADLINE_R = (0, 9)
 SWEEP_R = (0, 1, 2, 4, 9, 19, 39)
 SWEEP_R_QUICK = (0, 4, 9)
 CHECK_STEPS = 64  # time steps the sequential reference checks (and is timed on)
+CHECK_STEPS_QUICK = 16
+QUICK_PROVIDERS = ("numba", "torch")  # --quick without --providers: the compiled path and the generic fallback
 NOISE_NOTE = "Note: timings on a shared 2-core machine vary by about ±25% from run to run."
 
-Runner = Callable[[torch.Tensor], torch.Tensor]  # input [T, ...] -> spikes [T, ...]
 
 
 # ---------------------------------------------------------------------------------------------
-# timing
+# baselines without a framework, and ours (the framework neurons: ``native_loops``)
 # ---------------------------------------------------------------------------------------------
-def _synchronizer(device: torch.device) -> Callable[[], None]:
-    """Waits for the device's queued work (CUDA runs asynchronously; a timer must not stop before it ends)."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
-def median_ms(fn: Callable, reps: int, setup: Callable | None = None, sync: Callable[[], None] = lambda: None):
-    """Median wall time of ``fn()`` in ms over ``reps`` runs after one untimed warm-up; and the last result.
-    Python's garbage is collected before each run (untimed), so no run pays for an earlier one's; ``sync``
-    waits for the device before the clock starts and before it stops."""
-    times, result = [], None
-    for i in range(reps + 1):
-        if setup is not None:
-            setup()
-        gc.collect()
-        sync()
-        start = time.perf_counter()
-        result = fn()
-        sync()
-        elapsed = time.perf_counter() - start
-        if i > 0:
-            times.append(elapsed)
-    return statistics.median(times) * 1e3, result
-
-
-def time_forward(run: Runner, x: torch.Tensor, reps: int):
-    """Forward under ``no_grad``: (median ms, spikes)."""
-
-    def forward():
-        with torch.no_grad():
-            return run(x)
-
-    return median_ms(forward, reps, sync=_synchronizer(x.device))
-
-
-def time_forward_backward(run: Runner, x: torch.Tensor, reps: int) -> float:
-    """Forward with ``x.requires_grad_()`` plus ``spikes.sum().backward()``: median ms."""
-    leaf = x.detach().clone().requires_grad_()
-
-    def clear():
-        leaf.grad = None
-
-    def step():
-        run(leaf).sum().backward()
-
-    return median_ms(step, reps, setup=clear, sync=_synchronizer(x.device))[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# native neurons (each builder imports its framework; ImportError: not installed)
-# ---------------------------------------------------------------------------------------------
-def snntorch_leaky(reset_mechanism: str = "subtract", beta: float = 0.9, threshold: float = 1.0) -> Runner:
-    """snnTorch ``Leaky`` in the per-step loop of snnTorch's tutorials."""
-    import snntorch as snn
-
-    lif = snn.Leaky(beta=beta, threshold=threshold, reset_mechanism=reset_mechanism)
-
-    def run(x):
-        mem = lif.reset_mem()
-        spikes = []
-        for xt in x.unbind(0):
-            spk, mem = lif(xt, mem)
-            spikes.append(spk)
-        return torch.stack(spikes)
-
-    return run
-
-
-def spikingjelly_lif(**node_options) -> Runner:
-    """SpikingJelly 2.x ``LIFNode(step_mode='m', **node_options)`` (the multi-step torch backend)."""
-    logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # SpikingJelly's import probes Triton
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from spikingjelly.activation_based import neuron
-
-    node = neuron.LIFNode(step_mode="m", **node_options)
-
-    def run(x):
-        node.reset()
-        return node(x)
-
-    return run
-
-
-def norse_lif_box(tau_mem_inv: float | None = None, v_th: float | None = None, subtract_reset: bool = False) -> Runner:
-    """Norse ``LIFBoxCell`` (defaults: Norse's ``LIFBoxParameters()``) in a per-step loop over ``x.unbind(0)``
-    (Norse's time-first ``LIF`` module indexes ``x[t]``, whose backward is quadratic in T on CPU)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import norse.torch as norse_torch
-        from norse.torch.functional.reset import reset_subtract
-
-    options = {}
-    if tau_mem_inv is not None:
-        options["tau_mem_inv"] = torch.tensor(tau_mem_inv)
-    if v_th is not None:
-        options["v_th"] = torch.tensor(v_th)
-    if subtract_reset:
-        options["reset_method"] = reset_subtract
-    return _norse_loop(norse_torch.LIFBoxCell(norse_torch.LIFBoxParameters(**options)))
-
-
-def norse_cell(name: str) -> Runner:
-    """A Norse cell (``LIFCell``, ``LSNNCell``; default parameters) in a per-step loop over ``x.unbind(0)``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import norse.torch as norse_torch
-
-    return _norse_loop(getattr(norse_torch, name)())
-
-
-def _norse_loop(cell) -> Runner:
-    def run(x):
-        state, spikes = None, []
-        for xt in x.unbind(0):
-            z, state = cell(xt, state)
-            spikes.append(z)
-        return torch.stack(spikes)
-
-    return run
-
-
 def plain_loop(profile_name: str, params: dict) -> Runner:
     """A neuron no framework ships (the paper's ALIF) as a user writes it: a plain PyTorch per-step loop.
     That loop is the engine's sequential reference, run without a refractory period like the native neurons."""
@@ -258,22 +144,25 @@ def mismatch(a: torch.Tensor, b: torch.Tensor) -> int:
     return int((a != b).sum())
 
 
-def ratio(native_ms, our_ms):
-    """native time / our time (> 1: ours is faster); None when either is missing."""
-    if native_ms is None or our_ms is None or our_ms <= 0:
-        return None
-    return native_ms / our_ms
-
-
 # ---------------------------------------------------------------------------------------------
 # the run: a plan of small steps (for the progress bar) that fill ``Results``
 # ---------------------------------------------------------------------------------------------
 class Results:
-    def __init__(self):
-        self.native = {}  # (case, T) -> {"fwd_ms", "fwd_bwd_ms", "spikes"} or {"note"}
+    def __init__(self, bandwidth_gbs: float | None = None):
+        self.bandwidth_gbs = bandwidth_gbs  # streaming bandwidth for the traffic floors (None: not measured)
+        self.native = {}  # (case, T) -> {"fwd_ms", "fwd_bwd_ms", "spikes", floor multiples} or {"note"}
         self.reference = {}  # (case, R) -> spikes of the sequential reference on the checked slice
         self.rows = []
         self.sweep = []
+        self.training = []  # training_bench rows
+
+    def floor_multiples(self, x: torch.Tensor, fwd_ms, fwd_bwd_ms) -> dict:
+        """Times as multiples of their traffic floor (``timing.FLOOR_ARRAYS``); None where not measured."""
+        multiples = {}
+        for kind, ms in (("fwd", fwd_ms), ("fwd_bwd", fwd_bwd_ms)):
+            floor = traffic_floor_ms(x, kind, self.bandwidth_gbs)
+            multiples[f"{kind}_floor_x"] = None if floor is None or ms is None else ms / floor
+        return multiples
 
 
 def _measure_native(results, case, x, reps, key):
@@ -284,7 +173,9 @@ def _measure_native(results, case, x, reps, key):
         return
     try:
         fwd_ms, spikes = time_forward(run, x, reps)
-        results.native[key] = {"fwd_ms": fwd_ms, "fwd_bwd_ms": time_forward_backward(run, x, reps), "spikes": spikes}
+        fwd_bwd_ms = time_forward_backward(run, x, reps)
+        results.native[key] = {"fwd_ms": fwd_ms, "fwd_bwd_ms": fwd_bwd_ms, "spikes": spikes,
+                               **results.floor_multiples(x, fwd_ms, fwd_bwd_ms)}  # fmt: skip
     except Exception as error:  # an installed but incompatible framework: report it, time ours anyway
         results.native[key] = {"note": f"native {case.framework} failed: {type(error).__name__}: {error}"}
 
@@ -302,7 +193,7 @@ def _measure_ours(results, case, provider, R, x, x_check, reps):
         "case": case.name, "provider": provider, "R": R, "T": x.shape[0],
         "fwd_ms": None, "fwd_bwd_ms": None,
         "native_fwd_ms": native.get("fwd_ms"), "native_fwd_bwd_ms": native.get("fwd_bwd_ms"),
-        "speedup_fwd": None, "speedup_fwd_bwd": None,
+        "speedup_fwd": None, "speedup_fwd_bwd": None, "fwd_floor_x": None, "fwd_bwd_floor_x": None,
         "spike_mismatch": None, "mismatch_vs": None, "note": native.get("note"),
     }  # fmt: skip
     results.rows.append(row)
@@ -321,6 +212,7 @@ def _measure_ours(results, case, provider, R, x, x_check, reps):
         row["note"] = f"error: {type(error).__name__}: {error}"
     row["speedup_fwd"] = ratio(row["native_fwd_ms"], row["fwd_ms"])
     row["speedup_fwd_bwd"] = ratio(row["native_fwd_bwd_ms"], row["fwd_bwd_ms"])
+    row.update(results.floor_multiples(x, row["fwd_ms"], row["fwd_bwd_ms"]))
 
 
 def _refused(results, case, provider, reason):
@@ -366,11 +258,11 @@ def select_providers(requested: str | None) -> dict:
     return {name: available[name] for name in names}
 
 
-def build_plan(results, providers, x, reps, sweep_r):
+def build_plan(results, providers, x, reps, sweep_r, check_steps=CHECK_STEPS):
     """A list of (description, thunk); the thunks run in order and fill ``results``."""
     plan = []
     T = x.shape[0]
-    check = min(CHECK_STEPS, T)
+    check = min(check_steps, T)
     for case in CASES:
         xc = x * case.input_scale
         xs = xc[:check]
@@ -451,31 +343,60 @@ def _x(value):
     return "-" if value is None else f"{value:.2f}x"
 
 
-def results_table(rows, title, full_T):
-    """The main table; notes (refusals, errors, missing frameworks) become numbered footnotes."""
+def _mult(value):
+    return "-" if value is None else f"{value:.1f}"
+
+
+# the main table's columns: header, justification (rich's Table, at most ~100 columns wide)
+MAIN_COLUMNS = (("case", "left"), ("provider", "left"), ("R", "right"), ("fwd ms", "right"), ("f+b ms", "right"),
+                ("x fwd", "right"), ("x f+b", "right"), ("fwd/fl", "right"), ("f+b/fl", "right"),
+                ("mism.", "right"))  # fmt: skip
+
+
+def results_table(rows, title, full_T, native=None, bandwidth_gbs=None):
+    """The main table: per case a ``native`` row (the framework's neuron) and one row per provider and R.
+    "x": native ms / our ms; "/fl": time / traffic floor; notes (refusals, errors, missing frameworks) become
+    numbered footnotes."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title)
-    for column in ("case", "provider", "R", "fwd ms", "fwd+bwd ms", "native fwd ms", "native fwd+bwd ms",
-                   "speedup fwd", "speedup fwd+bwd", "spike mismatch"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("case", "provider") else "right")
+    native = native or {}
+    floor = (f"/fl = time / traffic floor ({FLOOR_ARRAYS['fwd']} resp. {FLOOR_ARRAYS['fwd_bwd']} arrays of x's size "
+             f"at {bandwidth_gbs:.1f} GB/s)" if bandwidth_gbs else "/fl: bandwidth not measured")  # fmt: skip
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for column, justify in MAIN_COLUMNS:
+        table.add_column(column, justify=justify, no_wrap=True)
     notes: list[str] = []
+
+    def footnote(note):
+        if note not in notes:
+            notes.append(note)
+        color = "red" if note.startswith("error") else "yellow"
+        return f" [{color}]\\[{notes.index(note) + 1}][/{color}]"
+
+    shown = set()
     for r in rows:
-        case = r["case"] if r.get("T") in (None, full_T) else f"{r['case']} (T={r['T']})"
-        spike_mismatch = f"{r['spike_mismatch']} vs {r['mismatch_vs']}" if r.get("mismatch_vs") else "-"
-        if r.get("note"):
-            if r["note"] not in notes:
-                notes.append(r["note"])
-            color = "red" if r["note"].startswith("error") else "yellow"
-            spike_mismatch += f" [{color}]\\[{notes.index(r['note']) + 1}][/{color}]"
+        T = r.get("T")
+        case = r["case"] if T in (None, full_T) else f"{r['case']} T={T}"
+        entry = native.get((r["case"], T))
+        if entry is not None and (r["case"], T) not in shown:
+            shown.add((r["case"], T))
+            label = "native" + (footnote(entry["note"]) if entry.get("note") else "")
+            table.add_row(case, label, "-", _ms(entry.get("fwd_ms")), _ms(entry.get("fwd_bwd_ms")), "", "",
+                          _mult(entry.get("fwd_floor_x")), _mult(entry.get("fwd_bwd_floor_x")), "")  # fmt: skip
+        spike_mismatch = f"{r['spike_mismatch']} {r['mismatch_vs'][:3]}" if r.get("mismatch_vs") else "-"
+        if r.get("note") and not (entry is not None and r["note"] == entry.get("note")):
+            spike_mismatch += footnote(r["note"])
         table.add_row(
             case, r["provider"], str(r.get("R", "-")), _ms(r.get("fwd_ms")), _ms(r.get("fwd_bwd_ms")),
-            _ms(r.get("native_fwd_ms")), _ms(r.get("native_fwd_bwd_ms")), _x(r.get("speedup_fwd")),
-            _x(r.get("speedup_fwd_bwd")), spike_mismatch,
+            _x(r.get("speedup_fwd")), _x(r.get("speedup_fwd_bwd")), _mult(r.get("fwd_floor_x")),
+            _mult(r.get("fwd_bwd_floor_x")), spike_mismatch,
         )  # fmt: skip
-    if notes:
-        table.caption = "\n".join(f"[{i}] {note}" for i, note in enumerate(notes, 1))
-        table.caption_justify = "left"
+    caption = ["x = native ms / our ms (> 1: ours faster); " + floor,
+               "mism. = spikes differing from native (nat) or from the sequential reference (ref)"]  # fmt: skip
+    caption += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
+    table.caption = "\n".join(caption)
+    table.caption_justify = "left"
     return table
 
 
@@ -527,7 +448,9 @@ def plot_sweep(points, path: Path, shape) -> bool:
 # ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
-                        help=f"small run: x={list(QUICK_SHAPE)}, 1 rep, R sweep {list(SWEEP_R_QUICK)}")
+                        help=f"small run (under a minute on 2 cores): x={list(QUICK_SHAPE)}, 1 rep, providers "
+                             f"{', '.join(QUICK_PROVIDERS)}, R sweep {list(SWEEP_R_QUICK)}, small training and "
+                             "PSU shapes")
     parser.add_argument("--out", default=None,
                         help="output folder for bench.json and the plot (default: bench/, or bench/<device type>/)")
     parser.add_argument("--device", default="cpu",
@@ -537,20 +460,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="comma-separated providers to time (default: all installed, e.g. torch,numba)")
     parser.add_argument("--no-psu", action="store_true",
                         help="skip the parallel-spiking-unit rows (PSU/IPSU/RPSU vs native LIFs)")
+    parser.add_argument("--no-training", action="store_true",
+                        help="skip the training-step rows (Linear-neuron-Linear-neuron net, native vs ours)")
+    parser.add_argument("--training-shape", default=None, help=argparse.SUPPRESS)  # T,B,in,hidden,out (tests)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     for dim in ("T", "B", "N"):  # shape override, for tests
         parser.add_argument(f"--{dim}", type=int, default=None, help=argparse.SUPPRESS)
     return parser  # fmt: skip
 
 
+def _training_shapes(text: str | None):
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 5 or min(shape) < 1:
+        raise SystemExit(f"bench: --training-shape wants five positive ints T,B,in,hidden,out, got {text!r}")
+    return (shape,)
+
+
 def main(args=None) -> int:
     if args is None or isinstance(args, (list, tuple)):
         args = add_arguments(argparse.ArgumentParser(prog="snn-blockbackend bench")).parse_args(args)
+    with settled_heap():  # cheap garbage collections before each timed run
+        return _run(args)
+
+
+def _run(args) -> int:
     from rich.console import Console
 
+    from . import training_bench
+
     console = Console()
-    if not console.is_terminal:  # a log or a pipe: do not squeeze the tables into 80 columns
-        console = Console(width=max(console.width, 180))
+    if not console.is_terminal:  # a log or a pipe: the tables are made to fit 100 columns
+        console = Console(width=max(console.width, 100))
     shape = list(QUICK_SHAPE if args.quick else FULL_SHAPE)
     for i, dim in enumerate(("T", "B", "N")):
         if getattr(args, dim) is not None:
@@ -559,7 +504,12 @@ def main(args=None) -> int:
     if reps < 1 or min(shape) < 1:
         raise SystemExit("bench: --reps and the shape must be >= 1")
     sweep_r = SWEEP_R_QUICK if args.quick else SWEEP_R
-    providers = select_providers(args.providers)
+    check_steps = min(CHECK_STEPS_QUICK if args.quick else CHECK_STEPS, shape[0])
+    training_shapes = _training_shapes(args.training_shape)
+    requested = args.providers
+    if requested is None and args.quick:
+        requested = ",".join(name for name in QUICK_PROVIDERS if name in plugins.providers())
+    providers = select_providers(requested)
     try:
         device = torch.device(args.device)
         torch.empty(0, device=device)
@@ -574,20 +524,33 @@ def main(args=None) -> int:
         f"(median after 1 warm-up), torch {machine['torch']}, {machine['threads']} threads, {machine['cpu']}"
     )
     console.print(NOISE_NOTE)
-    results = Results()
     x = make_input(tuple(shape), args.seed).to(device)
-    run_plan(build_plan(results, providers, x, reps, sweep_r), Console(stderr=True))
+    results = Results(stream_bandwidth(device=device))
+    console.print(
+        f"streaming bandwidth: {results.bandwidth_gbs:.1f} GB/s (warm copy of a {list(BANDWIDTH_SHAPE)} float32 "
+        "array, best of 5); "
+        f"traffic floor of a neuron: fwd {traffic_floor_ms(x, 'fwd', results.bandwidth_gbs):.2f} ms, "
+        f"fwd+bwd {traffic_floor_ms(x, 'fwd_bwd', results.bandwidth_gbs):.2f} ms"
+    )
+    plan = build_plan(results, providers, x, reps, sweep_r, check_steps)
+    train = not args.no_training and device.type == "cpu"
+    if train:
+        plan += training_bench.training_plan(results.training, reps, bool(args.quick), training_shapes)
+    run_plan(plan, Console(stderr=True))
 
-    title = f"block_neuron vs native neurons, x={shape} fp32 (reference provider: first {min(CHECK_STEPS, shape[0])} steps)"
-    console.print(results_table(results.rows, title, shape[0]))
+    title = f"block_neuron vs native neurons, x={shape} fp32"
+    console.print(results_table(results.rows, title, shape[0], results.native, results.bandwidth_gbs))
     worst = max_mismatch(results.rows)
     console.print(
         "max spike mismatch: " + (", ".join(f"{n} vs {what}" for what, n in worst.items()) or "nothing checked")
-        + " (vs native at R=0; vs the sequential reference on the first "
-        f"{min(CHECK_STEPS, shape[0])} steps at R>0; expected 0)"
+        + f" (vs native at R=0; vs the sequential reference on the first {check_steps} steps at R>0; expected 0)"
     )
     console.print(sweep_table(results.sweep, "speed-up vs refractory period R (snnTorch Leaky profile, fwd+bwd)"))
     plotted = plot_sweep(results.sweep, out / "speedup_vs_refractory.png", shape)
+    if train:
+        console.print(training_bench.training_table(results.training))
+    else:
+        console.print("training-step rows: not run" + ("" if args.no_training else " (they are benchmarked on CPU only)"))
     psu = []
     if args.no_psu or device.type != "cpu":
         console.print("parallel spiking units: not run" + (" (they are benchmarked on CPU only)" if not args.no_psu else ""))
@@ -605,13 +568,20 @@ def main(args=None) -> int:
         "config": {"shape": shape, "dtype": "float32", "device": str(device), "reps": reps, "quick": bool(args.quick),
                    "seed": args.seed,
                    "providers": list(providers), "refractory": list(HEADLINE_R), "sweep_refractory": list(sweep_r),
-                   "check_steps": min(CHECK_STEPS, shape[0]), "note": NOISE_NOTE},
+                   "check_steps": check_steps, "note": NOISE_NOTE},
+        "bandwidth": {"gbs": results.bandwidth_gbs, "floor_arrays": dict(FLOOR_ARRAYS),
+                      "floor_ms": {kind: traffic_floor_ms(x, kind, results.bandwidth_gbs) for kind in FLOOR_ARRAYS},
+                      "definition": f"bandwidth: bytes read + written by a warm copy of a {list(BANDWIDTH_SHAPE)} "
+                                    "float32 array, best of 5; "
+                                    "floor: floor_arrays x-sized arrays / bandwidth (see snn_blockbackend.timing); "
+                                    "rows' *_floor_x: time / floor"},
         "cases": {c.name: {"framework": c.framework, "native": c.native_label, "profile": c.profile().describe(),
                            "params": c.params, "input_scale": c.input_scale} for c in CASES},
         "native": native,
         "max_spike_mismatch": worst,
         "rows": results.rows,
         "sweep": results.sweep,
+        "training": results.training,
         "psu": psu,
     }  # fmt: skip
     write_json(out / "bench.json", payload)

@@ -104,6 +104,8 @@ def current_lif_backward(g_spikes, spikes_uniform, g_membrane, membrane_uniform,
         sgd = np.empty(width)
         grm, grs, gvl, gvt, gvr = np.zeros(width), np.zeros(width), np.zeros(width), np.zeros(width), np.zeros(width)
         gra, gjp = np.zeros(width), np.zeros(width)
+        gh_row, gmargin_row, gb_row = np.empty(width), np.empty(width), np.empty(width)
+        av_spike, ab_spike, ai_prev = np.empty(width), np.empty(width), np.empty(width)
         for t in range(T - 1, -1, -1):
             v_row = M[t - 1, lo:hi] if t > 0 else v0[lo:hi]
             i_row = I[t - 1, lo:hi] if t > 0 else i0[lo:hi]
@@ -117,34 +119,41 @@ def current_lif_backward(g_spikes, spikes_uniform, g_membrane, membrane_uniform,
                 theta = b_row[i] + ra[i] * (vt[i] - b_row[i]) if adaptive else vt[i]
                 margin[i] = charged[i] - theta
             _surrogate_row(sg_kind, sg_args, sg_consts, margin, sgd)
+            # the state update first, in one loop over few arrays (so it vectorizes); the per-neuron parameter
+            # gradients after it, each in a short loop of its own over this step's scratch rows
             for i in range(width):
                 flag = F_row[i]
                 live = np.float64(flag != REFRACTORY)
-                spike = np.float64(flag == SPIKED)
-                v_prev, h = np.float64(v_row[i]), np.float64(charged[i])
-                j = np.float64(i_row[i]) + (1.0 - after_input) * np.float64(x_row[i])
+                spike = np.float64(flag == SPIKED) * live
                 a_v = av[i] + np.float64(gm_row[i])
-                a_i = ai[i]
                 a_b = ab[i] * adapt
-                # v = (1 - z)*v' + z*v_reset and b = b' + z*jump, the spike not detached
-                g_margin = (np.float64(gs_row[i]) + a_v * (vr64[i] - h) + a_b * jp64[i]) * sgd[i] * live
+                g_margin = (np.float64(gs_row[i]) + a_v * (vr64[i] - np.float64(charged[i])) + a_b * jp64[i]) * sgd[i] * live
                 g_h = (a_v * (1.0 - spike) + g_margin) * live
-                gvr[i] += a_v * spike * live
-                gjp[i] += a_b * spike * live
-                # theta: v_th, or b' = b + rate_a*(v_th - b) (refractory: b = b', no margin)
                 g_b = a_b - g_margin * adapt
-                b_prev = np.float64(b_row[i])
-                gvt[i] += -g_margin * (1.0 - adapt) + g_b * ra64[i]
-                gra[i] += g_b * (vt64[i] - b_prev)
                 ab[i] = g_b * (1.0 - ra64[i])
-                # v' = v + rate_m*((v_leak - v) + j), i' = j + rate_s*j (+ x after, version 1.0)
-                g_j = g_h * rm64[i] + a_i * (1.0 + rs64[i])
-                grm[i] += g_h * ((vl64[i] - v_prev) + j)
-                grs[i] += a_i * j
-                gvl[i] += g_h * rm64[i]
-                gx_row[i] = after_input * a_i + (1.0 - after_input) * g_j
                 av[i] = g_h * (1.0 - rm64[i]) + a_v * (1.0 - live)  # refractory: v passes through unchanged
+                gh_row[i], gmargin_row[i], gb_row[i], av_spike[i], ab_spike[i] = g_h, g_margin, g_b, a_v * spike, a_b * spike
+            for i in range(width):
+                # v' = v + rate_m*((v_leak - v) + j), i' = j + rate_s*j (+ x after, version 1.0)
+                a_i = ai[i]
+                g_j = gh_row[i] * rm64[i] + a_i * (1.0 + rs64[i])
+                gx_row[i] = after_input * a_i + (1.0 - after_input) * g_j
+                ai_prev[i] = a_i
                 ai[i] = g_j
+            for i in range(width):  # v = (1 - z)*v' + z*v_reset and b = b' + z*jump, the spike not detached
+                gvr[i] += av_spike[i]
+                gjp[i] += ab_spike[i]
+            for i in range(width):  # theta: v_th, or b' = b + rate_a*(v_th - b) (refractory: b = b', no margin)
+                gvt[i] += -gmargin_row[i] * (1.0 - adapt) + gb_row[i] * ra64[i]
+            if adaptive:
+                for i in range(width):
+                    gra[i] += gb_row[i] * (vt64[i] - np.float64(b_row[i]))
+            for i in range(width):
+                j = np.float64(i_row[i]) + (1.0 - after_input) * np.float64(x_row[i])
+                grm[i] += gh_row[i] * ((vl64[i] - np.float64(v_row[i])) + j)
+                grs[i] += ai_prev[i] * j
+            for i in range(width):
+                gvl[i] += gh_row[i] * rm64[i]
         for i in range(width):
             g_v0[lo + i] = av[i]
             g_i0[lo + i] = ai[i]

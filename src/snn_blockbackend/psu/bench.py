@@ -25,9 +25,9 @@ from typing import Callable
 
 import torch
 
+from .. import native_loops as native
 from ..machine import cpu_model
-from .. import bench as native
-from ..bench import ratio, time_forward, time_forward_backward
+from ..timing import ratio, settled_heap, time_forward, time_forward_backward
 
 SHAPES = ((4, 64, 4096), (32, 32, 2048), (256, 16, 512))  # T, B, N
 QUICK_SHAPES = ((4, 8, 512), (32, 4, 256), (256, 2, 64))
@@ -174,7 +174,8 @@ def main(argv=None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     console = Console(width=max(Console().width, 110))
-    rows = psu_rows(args.reps, args.quick, log=lambda msg: console.log(msg))
+    with settled_heap():
+        rows = psu_rows(args.reps, args.quick, log=lambda msg: console.log(msg))
     console.print(psu_table(rows))
     payload = {"machine": machine(), "reps": args.reps, "quick": args.quick, "rows": rows}
     text = json.dumps(payload, indent=2)

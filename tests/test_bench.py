@@ -60,6 +60,29 @@ def test_training_step_row_native_vs_ours(framework):
     assert row["loss_equal"] is True and 0 <= row["rate"] <= 1
 
 
+@pytest.mark.parametrize("framework", training_bench.FRAMEWORKS)
+def test_training_step_row_in_bfloat16(framework):
+    """The bfloat16 row: both nets in bfloat16 train from the same weights; the forward passes are bit-exact in
+    that dtype too, so the first losses are equal."""
+    row = training_bench.measure(framework, (5, 2, 12, 8, 3), threads=1, reps=1, variant="bfloat16")
+    if row["note"] and "not installed" in row["note"]:
+        pytest.skip(f"{framework} is not installed: {row['note']}")
+    assert row["note"] is None, row["note"]
+    assert row["variant"] == "bfloat16" and row["loss_equal"] is True and row["our_ms"] > 0
+
+
+def test_training_plan_variants():
+    """float32 at every shape and thread count; bfloat16 and compiled at the last shape, one thread; --quick
+    leaves out the compiled rows."""
+    full = [name for name, _ in training_bench.training_plan([], 1, quick=False)]
+    quick = [name for name, _ in training_bench.training_plan([], 1, quick=True)]
+    assert sum(name.endswith("compiled") for name in full) == len(training_bench.FRAMEWORKS)
+    assert sum(name.endswith("bfloat16") for name in quick) == len(training_bench.FRAMEWORKS)
+    assert not any(name.endswith("compiled") for name in quick)
+    with pytest.raises(ValueError, match="variant"):
+        training_bench.measure("snntorch", (4, 2, 6, 5, 3), threads=1, reps=1, variant="float8")
+
+
 def test_training_table_fits_100_columns():
     from rich.console import Console
 

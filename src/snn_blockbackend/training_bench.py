@@ -13,7 +13,14 @@ sequence (one matrix product each) in both variants, so the two differ only in t
   ``x[t]``, whose backward is quadratic in T) vs ``BlockLIF()``.
 
 Both variants start from the same weights, and the first step's losses are compared (``loss_equal``: the
-forward passes are bit-exact, so they must be equal). Each (shape, threads) pair runs with
+forward passes are bit-exact, so they must be equal).
+
+Besides float32 eager, each framework gets a ``bfloat16`` row (the step under
+``torch.autocast("cpu", torch.bfloat16)``, the usual mixed-precision recipe: the Linear layers run in bfloat16,
+each neuron in the dtypes its inputs and parameters promote to, as the native class does) and a ``compiled`` row (both nets through ``torch.compile`` with its default
+backend, Inductor; the compile is in the warm-up step, not in the timed ones), at the neuron-dominated shape with
+one thread. Compiled, the two nets are different programs to Inductor (it fuses the native loop's elementwise
+operations its own way), so their losses need not be equal there. Each (shape, threads) pair runs with
 ``torch.set_num_threads(threads)`` (restored afterwards); "rate" is the hidden layer's firing rate. Times: median of ``reps`` steps after one warm-up.
 """
 
@@ -32,6 +39,7 @@ from .timing import median_ms, ratio, torch_threads
 SHAPES = ((100, 64, 784, 512, 10), (200, 32, 64, 1024, 10))
 QUICK_SHAPES = ((25, 16, 784, 256, 10), (50, 8, 64, 512, 10))
 THREADS = (1, 2)
+VARIANTS = ("float32", "bfloat16", "compiled")
 FRAMEWORKS = ("snntorch", "spikingjelly", "norse")
 LABELS = {
     "snntorch": ("Leaky loop", "BlockLeaky(sequence=True)"),
@@ -57,9 +65,12 @@ class _Net(nn.Module):
             self.fc2.weight.mul_(WEIGHT_GAIN)
         self._run, self._reset = run, reset
 
-    def forward(self, x):
+    def reset_state(self):
+        """Called before each step, outside ``forward`` (a compiled forward would retrace SpikingJelly's reset)."""
         if self._reset is not None:
             self._reset(self)
+
+    def forward(self, x):
         hidden = self._run(self.lif1, self.fc1(x))
         self.hidden_rate = float(hidden.detach().mean())
         return self._run(self.lif2, self.fc2(hidden))
@@ -131,13 +142,16 @@ def make_batch(shape, seed: int = 0):
     return x, torch.randint(0, n_out, (B,), generator=generator)
 
 
-def _trainer(net: nn.Module, x, labels):
+def _trainer(net: nn.Module, x, labels, autocast_dtype=None):
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    plain = getattr(net, "_orig_mod", net)  # the module under torch.compile's wrapper
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        out = net(x)
-        loss = nn.functional.cross_entropy(out.sum(0), labels)
+        plain.reset_state()
+        with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            out = net(x)
+            loss = nn.functional.cross_entropy(out.sum(0), labels)
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -145,14 +159,17 @@ def _trainer(net: nn.Module, x, labels):
     return step
 
 
-def measure(framework: str, shape, threads: int, reps: int, seed: int = 0) -> dict:
-    """One row: a training step of the native net and of ours at ``shape`` with ``threads`` torch threads."""
+def measure(framework: str, shape, threads: int, reps: int, seed: int = 0, variant: str = "float32") -> dict:
+    """One row: a training step of the native net and of ours at ``shape`` with ``threads`` torch threads;
+    ``variant`` one of ``VARIANTS`` (float32 eager, bfloat16 eager, float32 under ``torch.compile``)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
     T, B, n_in, n_hidden, n_out = shape
     native_label, our_label = LABELS[framework]
     row = {
         "framework": framework, "T": T, "B": B, "sizes": [n_in, n_hidden, n_out], "threads": threads,
-        "native": native_label, "ours": our_label, "native_ms": None, "our_ms": None, "speedup": None,
-        "loss_equal": None, "rate": None, "note": None,
+        "variant": variant, "native": native_label, "ours": our_label, "native_ms": None, "our_ms": None,
+        "speedup": None, "loss_equal": None, "rate": None, "note": None,
     }  # fmt: skip
     try:
         nets = {}
@@ -163,29 +180,37 @@ def measure(framework: str, shape, threads: int, reps: int, seed: int = 0) -> di
         row["note"] = f"{framework} not installed ({error})"
         return row
     x, labels = make_batch(shape, seed)
+    if variant == "compiled":
+        nets = {ours: torch.compile(net) for ours, net in nets.items()}
     try:
         with torch_threads(threads):
-            first = {ours: _trainer(net, x, labels)() for ours, net in nets.items()}  # also warms up both
+            autocast = torch.bfloat16 if variant == "bfloat16" else None
+            first = {ours: _trainer(net, x, labels, autocast)() for ours, net in nets.items()}  # also warms up both
             row["loss_equal"] = bool(torch.equal(first[False], first[True]))
-            row["rate"] = nets[True].hidden_rate
-            row["native_ms"] = median_ms(_trainer(nets[False], x, labels), reps)[0]
-            row["our_ms"] = median_ms(_trainer(nets[True], x, labels), reps)[0]
+            row["rate"] = getattr(nets[True], "_orig_mod", nets[True]).hidden_rate
+            row["native_ms"] = median_ms(_trainer(nets[False], x, labels, autocast), reps)[0]
+            row["our_ms"] = median_ms(_trainer(nets[True], x, labels, autocast), reps)[0]
     except Exception as error:  # report and go on: one broken framework must not lose the whole run
         row["note"] = f"error: {type(error).__name__}: {error}"
     row["speedup"] = ratio(row["native_ms"], row["our_ms"])
     return row
 
 
-def training_plan(rows: list, reps: int, quick: bool, shapes=None, threads=THREADS, frameworks=FRAMEWORKS):
-    """(description, thunk) steps that append one row each to ``rows`` (see ``bench.run_plan``)."""
+def training_plan(rows: list, reps: int, quick: bool, shapes=None, threads=THREADS, frameworks=FRAMEWORKS,
+                  variants=VARIANTS):
+    """(description, thunk) steps that append one row each to ``rows`` (see ``bench.run_plan``): float32 at
+    every shape and thread count, the other ``variants`` at the last (neuron-dominated) shape with one thread.
+    ``--quick`` leaves out the compiled rows (Inductor's compile takes tens of seconds per net)."""
+    shapes = shapes or (QUICK_SHAPES if quick else SHAPES)
+    runs = [(shape, n, "float32") for shape in shapes for n in threads]
+    runs += [(shapes[-1], 1, v) for v in variants if v != "float32" and not (quick and v == "compiled")]
     plan = []
-    for shape in shapes or (QUICK_SHAPES if quick else SHAPES):
-        for n in threads:
-            for framework in frameworks:
-                plan.append((
-                    f"training step {framework} {_shape(shape)} {n} thr",
-                    lambda f=framework, s=shape, n=n: rows.append(measure(f, s, n, reps)),
-                ))  # fmt: skip
+    for shape, n, variant in runs:
+        for framework in frameworks:
+            plan.append((
+                f"training step {framework} {_shape(shape)} {n} thr {variant}",
+                lambda f=framework, s=shape, n=n, v=variant: rows.append(measure(f, s, n, reps, variant=v)),
+            ))  # fmt: skip
     return plan
 
 
@@ -199,18 +224,19 @@ def training_table(rows: list):
     from rich.table import Table
 
     table = Table(title="training step (Linear-neuron-Linear-neuron, CE loss, Adam), native vs ours")
-    for header in ("framework", "T B sizes", "thr", "native ms", "ours ms", "x", "loss", "rate"):
-        table.add_column(header, justify="left" if header in ("framework", "T B sizes") else "right", no_wrap=True)
+    for header in ("framework", "T B sizes", "thr", "mode", "native ms", "ours ms", "x", "loss", "rate"):
+        left = header in ("framework", "T B sizes", "mode")
+        table.add_column(header, justify="left" if left else "right", no_wrap=True)
     notes: list[str] = []
     for r in rows:
         shape = f"{r['T']} {r['B']} {'-'.join(map(str, r['sizes']))}"
         if r["note"]:
             notes += [r["note"]] if r["note"] not in notes else []
-            table.add_row(r["framework"], shape, str(r["threads"]), f"[yellow]\\[{notes.index(r['note']) + 1}][/yellow]",
-                          "", "", "", "")  # fmt: skip
+            table.add_row(r["framework"], shape, str(r["threads"]), r.get("variant", "float32"),
+                          f"[yellow]\\[{notes.index(r['note']) + 1}][/yellow]", "", "", "", "")  # fmt: skip
             continue
         table.add_row(
-            r["framework"], shape, str(r["threads"]), f"{r['native_ms']:.1f}", f"{r['our_ms']:.1f}",
+            r["framework"], shape, str(r["threads"]), r.get("variant", "float32"), f"{r['native_ms']:.1f}", f"{r['our_ms']:.1f}",
             f"{r['speedup']:.2f}", "yes" if r["loss_equal"] else "[red]NO[/red]", f"{r['rate']:.2f}",
         )  # fmt: skip
     caption = ["x = native ms / our ms (> 1: ours faster); loss: first step's losses equal; rate: hidden spikes"]

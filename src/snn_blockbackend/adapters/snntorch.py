@@ -515,7 +515,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
     def _run_engine(self, x, mem):
         if mem is not None and self.init_hidden:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
-        if bool((self.graded_spikes_factor != 1).any()):
+        if has_data(self.graded_spikes_factor) and bool((self.graded_spikes_factor != 1).any()):  # eager only
             raise ValueError(
                 "BlockALIF has no graded spikes: graded_spikes_factor (a buffer kept for snnTorch compatibility, "
                 "e.g. loaded from a checkpoint) must be 1"

@@ -18,7 +18,6 @@ snn = pytest.importorskip("snntorch")
 sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
 norse = pytest.importorskip("norse.torch")
 from norse.torch.module.lif_box import LIFBoxCell  # noqa: E402
-from spikingjelly.activation_based import functional as sj_functional  # noqa: E402
 
 from snn_blockbackend.adapters import norse as our_norse  # noqa: E402
 from snn_blockbackend.adapters import spikingjelly as our_sj  # noqa: E402
@@ -205,6 +204,12 @@ def test_meta_device_gives_shapes_and_dtypes():
     module = BlockALIF(beta=0.9).to("meta")
     out = module(torch.empty(7, 2, 5, device="meta"))
     assert out.shape == (7, 2, 5) and out.device.type == "meta"
+    # half precision: the torch provider's LIF fast path operator
+    half = block_neuron(torch.empty(7, 2, 5, device="meta", dtype=torch.bfloat16), "paper_lif", {"beta": 0.9}, 2)
+    assert half.spikes.dtype == torch.bfloat16 and half.spikes.shape == (7, 2, 5)
+    # a request only the torch provider's generic path runs reads values per block: refused clearly
+    with pytest.raises(NotImplementedError, match="meta"):
+        block_neuron(torch.empty(7, 2, 5, device="meta", dtype=torch.bfloat16), "spikingjelly_lif", {}, 2)
 
 
 def _double_backward(backend):

@@ -60,10 +60,6 @@ def _rows(t: Tensor) -> Tensor:
     return t.detach().contiguous().reshape(t.shape[0], -1)
 
 
-def _np_flat(t: Tensor, shape) -> Tensor:
-    return t.detach().expand(shape).contiguous().reshape(-1)
-
-
 def _empty(shape, dtype, like: Tensor) -> Tensor:
     return torch.empty(shape, dtype=dtype, device=like.device)
 

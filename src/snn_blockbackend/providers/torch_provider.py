@@ -150,6 +150,11 @@ class TorchBlockProvider:
             return run_with_block_gradient(profile, p, x, refractory_steps, state)
         if profile.fast_lif_capable and isinstance(profile.surrogate, sg.Surrogate) and _one_dtype(x, p, state):
             return run_fast(profile, p, x, refractory_steps, state)
+        if x.is_meta:
+            raise NotImplementedError(
+                f"meta tensors: the torch provider's generic path (here for {profile.describe()}) reads values per "
+                "block; the operators (the LIF fast path, the numba kernels in float32/float64) run on meta tensors"
+            )
         return run_generic(profile, p, x, refractory_steps, state)
 
 

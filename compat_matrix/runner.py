@@ -279,6 +279,26 @@ def render_markdown(results: dict) -> str:
             lines.append(f"- workaround applied: {_cell_text(env['workaround'])}")
         if env.get("adapter") and env["adapter"] != "available":
             lines.append(f"- adapter {_cell_text(env['adapter'])}")
+        columns = []
+        for label, pick in (
+            ("float16", lambda c: c["dtype"] == "float16"), ("bfloat16", lambda c: c["dtype"] == "bfloat16"),
+            ("compiled", lambda c: c["mode"] == "compiled"),
+        ):
+            chosen = [c for c in env.get("cells", []) if pick(c)]
+            counts = Counter(c["status"] for c in chosen)
+            columns.append(f"{label} {counts.get('pass', 0)}/{len(chosen)} pass" + (
+                f" ({', '.join(f'{s} {n}' for s, n in sorted(counts.items()) if s != 'pass')})" if len(counts) > 1 else ""
+            ))
+        lines.append(f"- new columns: {'; '.join(columns)}")
+        native = {}
+        for c in env.get("cells", []):
+            if "native_fullgraph" in c:
+                native.setdefault(c["neuron"], c["native_fullgraph"])
+        if native:
+            lines.append(
+                "- the framework's own class under `torch.compile(fullgraph=True, backend=\"eager\")`: "
+                + "; ".join(f"{n}: {_cell_text(v)}" for n, v in native.items())
+            )
         for neuron in NEURONS:
             if neuron.framework == env["framework"] and neuron.axes:
                 varied = ", ".join(f"{a} in {list(v)}" for a, v in neuron.axes.items())

@@ -22,7 +22,8 @@ or 1e-7 (float64; Norse 1.0.0's TorchScript LIFCell step differs by ~6e-9 in flo
 
 Half precision (float16, bfloat16): both sides run in that dtype (native module ``.to(dtype)``, input in
 dtype; where the native class's arithmetic is promoted by PyTorch, e.g. snnTorch's float32 spike function in
-Leaky's reset term, the engine runs in the promoted dtype as the native class does). Spikes and membranes
+Leaky's reset term or Norse's float32 initial states, the engine runs in the promoted dtype as the native class
+does; Norse's parameters stay float32, as Module.to leaves its parameter NamedTuples). Spikes and membranes
 must be bit-identical (membrane tolerance 0): the reference/torch providers compute in the same dtype with
 the same operations (numba refuses half; ``auto`` falls back to the torch provider). Gradients: the same
 relative error as above, <= u * T with u the dtype's unit roundoff as the issue states it (float16 2^-11,

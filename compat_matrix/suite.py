@@ -532,6 +532,8 @@ NORSE_INPUT = {  # (mean, std) of the input per unit threshold: ~5-30 % spiking 
     "LSNNCell": (2.0, 1.5),
     "LIFRefracCell": (1.0, 0.8),
 }
+# cells whose initial state Norse builds with dtype=torch.float32 (torch.full / torch.zeros), per version
+NORSE_FLOAT32_STATE = {"1.0": ("LIFBoxCell", "LIFCell"), "1.1": ("LIFCell",)}
 NORSE_ADAPTERS = {  # neuron -> (cell class, time-first module class or None)
     "LIFBoxCell": ("BlockLIFBoxCell", "BlockLIFBox"),
     "LIFCell": ("BlockLIFCell", "BlockLIF"),
@@ -668,13 +670,12 @@ def _norse_case(cell, fw: Framework) -> Case:
         params = {**tensors, "dt": torch.tensor(0.001, dtype=dtype)}
 
     compute_dtype = None
-    if x_dtype != dtype:
-        # some cells start from float32 states (LIFCell, LIFRefracCell; Norse 1.0's LIFBoxCell too: torch.full /
-        # torch.zeros with dtype=torch.float32) whatever the input's dtype: with the float32 parameters their
-        # arithmetic is float32 from the first step on. One native step says which (its membrane's dtype).
-        with torch.no_grad():
-            probe = _norse_state_v(native_cls(make_p({k: v.detach() for k, v in tensors.items()}))(x[0].detach())[1])
-        compute_dtype = probe.dtype if probe.dtype != x_dtype else None
+    if x_dtype != dtype and cell.neuron in NORSE_FLOAT32_STATE[version]:
+        # these cells start from full float32 states whatever the input's dtype: with the float32 parameters
+        # their arithmetic is float32 from the first step on. The others (state in the input's dtype, or
+        # LIFBoxCell 1.1's 0-dim clone of v_leak) get the half input and float32 parameters, which the engine
+        # promotes as PyTorch does
+        compute_dtype = torch.float32
     return Case(x, run_native, profile, params, leaves, adapter, initial_state, compute_dtype)
 
 

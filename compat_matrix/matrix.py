@@ -82,9 +82,14 @@ def find_versions(only: list[str] | None) -> list[FrameworkVersion]:
 # neuron classes and configuration axes
 # ---------------------------------------------------------------------------------------------
 REFRACTORY = (0, 1, 9)
-DTYPES = ("float32", "float64")
-MODES = ("step", "sequence")
+HALF_DTYPES = ("float16", "bfloat16")
+DTYPES = ("float32", "float64", *HALF_DTYPES)
+# "compiled": our adapter class in sequence mode under torch.compile(fullgraph=True) (suite.COMPILE_BACKEND).
+# A compile costs seconds, so that column is a covering selection (COMPILED_*), not the full product.
+MODES = ("step", "sequence", "compiled")
 PATHS = ("engine", "adapter")
+COMPILED_REFRACTORY = (0, 9)
+COMPILED_DTYPES = ("float32",)
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,9 @@ class Cell:
     path: str  # "engine" (functional.block_neuron + profile) | "adapter" (our framework class)
     refractory_steps: int
     dtype: str
-    mode: str  # "step" (one call per time step, state threaded) | "sequence" (one call per sequence)
+    # "step" (one call per time step, state threaded) | "sequence" (one call per sequence) | "compiled"
+    # (one call per sequence, our module under torch.compile(fullgraph=True))
+    mode: str
     group: tuple  # ((axis, value), ...) of the neuron's group axes
     options: tuple  # ((axis, value), ...) of the other axes
     seed: int
@@ -197,22 +204,57 @@ def _product(axes: dict) -> list[tuple]:
     return [tuple(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
 
 
+def _rotation(neuron: Neuron, r: int, mode: str, path: str) -> int:
+    """A running index over (R, mode, path): which option values / dtype a covering selection takes there."""
+    return (neuron.refractory.index(r) * len(MODES) + MODES.index(mode)) * len(PATHS) + PATHS.index(path)
+
+
+def is_selected(neuron: Neuron, group_index: int, options_index: int, r: int, dtype: str, mode: str, path: str) -> bool:
+    """Whether a combination of the axes is a cell of the full matrix. float32/float64: every combination
+    of step/sequence. Half precision (HALF_DTYPES): every group x R x mode x path in both half dtypes, with
+    the option values rotating over those (every option value is met, in both dtypes): a dtype changes how
+    each step's arithmetic rounds, which does not depend on the option values, and the full product would
+    double the run time. ``compiled`` (a compile costs seconds): each neuron class in its first group, our
+    adapter, float32, R in COMPILED_REFRACTORY, the first option values at the smallest R and the last ones
+    (learnable / per-neuron parameters) at the largest."""
+    options_count = len(_product(neuron.axes))
+    if mode == "compiled":
+        if path != "adapter" or group_index != 0 or dtype not in COMPILED_DTYPES or r not in COMPILED_REFRACTORY:
+            return False
+        refractory = [x for x in COMPILED_REFRACTORY if x in neuron.refractory]
+        return options_index == (0 if r == refractory[0] else options_count - 1)
+    if dtype in HALF_DTYPES:
+        return options_index == _rotation(neuron, r, mode, path) % options_count
+    return True
+
+
+def _in_subset(neuron: Neuron, group_index: int, options_index: int, r: int, dtype: str, mode: str, path: str) -> bool:
+    """Of the selected cells: the first group at R > 0; one dtype per (R, mode, path), rotating through all
+    four; the first option values (half precision: the rotation's); one compiled cell per neuron class (R = 0)."""
+    if r > 0 and group_index != 0:
+        return False
+    if mode == "compiled":
+        return r == 0
+    if options_index != 0 and dtype not in HALF_DTYPES:
+        return False
+    return DTYPES.index(dtype) == _rotation(neuron, r, mode, path) % len(DTYPES)
+
+
 def cells_for(framework: str, version: str, subset: bool = False) -> list[Cell]:
-    """All cells of one framework version. ``subset``: a small, still covering selection for CI: every
-    neuron, path, mode and R; every group at R = 0 (against the native class), the first group at R > 0;
-    one dtype per cell, alternating; the first value of the other axes."""
+    """All cells of one framework version (``is_selected``). ``subset``: a small, still covering selection
+    for CI (``_in_subset``): every neuron, path, mode and R; every group at R = 0 (against the native class),
+    the first group at R > 0; every dtype."""
     cells = []
     seed = 0
     for neuron in neurons_for(framework, version):
         for group_index, group in enumerate(_product(neuron.group_axes)):
             for options_index, options in enumerate(_product(neuron.axes)):
                 for r, dtype, mode, path in itertools.product(neuron.refractory, DTYPES, MODES, PATHS):
+                    if not is_selected(neuron, group_index, options_index, r, dtype, mode, path):
+                        continue
                     seed += 1
-                    if subset:
-                        if options_index != 0 or (r > 0 and group_index != 0):
-                            continue
-                        if DTYPES.index(dtype) != (neuron.refractory.index(r) + MODES.index(mode)) % 2:
-                            continue
+                    if subset and not _in_subset(neuron, group_index, options_index, r, dtype, mode, path):
+                        continue
                     cells.append(
                         Cell(framework, version, neuron.name, path, r, dtype, mode, group, options, seed)
                     )

@@ -236,14 +236,19 @@ def render_markdown(results: dict) -> str:
         f"- torch {results.get('torch', '?')}, Python {results.get('python', '?')}",
         "",
         "Each row is one framework version x neuron class x our path x configuration group x refractory period R;",
-        "its cells vary the dtype (float32, float64), the mode (`step`: one call per time step, state threaded;",
-        "`sequence`: one call per time-first sequence) and the options listed under each framework. Expected",
+        "its cells vary the dtype (float32, float64; float16 and bfloat16 with the options rotating, see",
+        "`matrix.is_selected`), the mode (`step`: one call per time step, state threaded; `sequence`: one call",
+        "per time-first sequence; `compiled`: our adapter class, sequence mode, under",
+        "`torch.compile(fullgraph=True, backend=\"aot_eager\")`, float32, first group, R in {0, 9}) and the",
+        "options listed under each framework. Expected",
         "results: the framework's own class at R = 0; the engine's sequential reference (`backend=\"reference\"`)",
         "at R > 0 and for neurons the framework lacks. Paths: `engine` = `functional.block_neuron` with the",
         "matching profile; `adapter` = our class in `snn_blockbackend.adapters.<framework>`.",
         "Columns: spike mismatches (count, must be 0), max |membrane diff| (<= 1e-6, issue 3's acceptance),",
         "max gradient error `|ours - expected| / max(|expected|, 0.2 G)` over the input and learnable parameters",
-        "(G = the largest expected gradient; <= 1e-5 float32, 1e-7 float64; snnTorch 1e-5 as its spikes are float32).",
+        "(G = the largest expected gradient; <= 1e-5 float32, 1e-7 float64; snnTorch 1e-5 as its spikes are float32;",
+        "half precision: spikes and membranes bit-identical, gradients <= u T with T = 30 steps, u = 2^-11 float16,",
+        "2^-8 bfloat16, i.e. 1.46e-2 and 0.117).",
         "",
         "## Summary",
         "",
@@ -274,6 +279,26 @@ def render_markdown(results: dict) -> str:
             lines.append(f"- workaround applied: {_cell_text(env['workaround'])}")
         if env.get("adapter") and env["adapter"] != "available":
             lines.append(f"- adapter {_cell_text(env['adapter'])}")
+        columns = []
+        for label, pick in (
+            ("float16", lambda c: c["dtype"] == "float16"), ("bfloat16", lambda c: c["dtype"] == "bfloat16"),
+            ("compiled", lambda c: c["mode"] == "compiled"),
+        ):
+            chosen = [c for c in env.get("cells", []) if pick(c)]
+            counts = Counter(c["status"] for c in chosen)
+            columns.append(f"{label} {counts.get('pass', 0)}/{len(chosen)} pass" + (
+                f" ({', '.join(f'{s} {n}' for s, n in sorted(counts.items()) if s != 'pass')})" if len(counts) > 1 else ""
+            ))
+        lines.append(f"- new columns: {'; '.join(columns)}")
+        native = {}
+        for c in env.get("cells", []):
+            if "native_fullgraph" in c:
+                native.setdefault(c["neuron"], c["native_fullgraph"])
+        if native:
+            lines.append(
+                "- the framework's own class under `torch.compile(fullgraph=True, backend=\"eager\")`: "
+                + "; ".join(f"{n}: {_cell_text(v)}" for n, v in native.items())
+            )
         for neuron in NEURONS:
             if neuron.framework == env["framework"] and neuron.axes:
                 varied = ", ".join(f"{a} in {list(v)}" for a, v in neuron.axes.items())

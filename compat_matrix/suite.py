@@ -20,6 +20,23 @@ gradient magnitude (the problem's gradient scale; tests/test_native_equivalence.
 term is needed), <= 1e-5 (float32; snnTorch float64 too: its spikes are float32 even for float64 input)
 or 1e-7 (float64; Norse 1.0.0's TorchScript LIFCell step differs by ~6e-9 in float64).
 
+Half precision (float16, bfloat16): both sides run in that dtype (native module ``.to(dtype)``, input in
+dtype; where the native class's arithmetic is promoted by PyTorch, e.g. snnTorch's float32 spike function in
+Leaky's reset term or Norse's float32 initial states, the engine runs in the promoted dtype as the native class
+does; Norse's parameters stay float32, as Module.to leaves its parameter NamedTuples). Spikes and membranes
+must be bit-identical (membrane tolerance 0): the reference/torch providers compute in the same dtype with
+the same operations (numba refuses half; ``auto`` falls back to the torch provider). Gradients: the same
+relative error as above, <= u * T with u the dtype's unit roundoff as the issue states it (float16 2^-11,
+bfloat16 2^-8) and T = 30 the steps BPTT accumulates over: two correct implementations may round each
+step's sum in a different order, and those errors add up at most linearly in T (float16 1.46e-2, bfloat16
+0.117; measured maxima are in RESULTS.md). A native class that cannot run in half on CPU (a kernel "not
+implemented for 'Half'") makes the cell "unsupported" with PyTorch's message.
+
+``compiled``: our adapter class in sequence mode under ``torch.compile(fullgraph=True, backend=COMPILE_BACKEND)``
+(a fresh ``torch._dynamo.reset()`` per cell), against the eager native class / reference with the checks
+above. Cells at R = 0 also record ``native_fullgraph``: whether the framework's own class runs under
+``torch.compile(fullgraph=True, backend="eager")`` (information, not a pass criterion).
+
 ``python -m compat_matrix.suite --json out.json [--subset]`` runs all cells of the framework installed in
 this environment.
 """
@@ -41,9 +58,17 @@ from typing import Callable
 
 SHAPE = (30, 2, 11)  # [T, B, N]
 # the acceptance of issue 3 (membrane equal to 1e-6); RESULTS.md shows the measured maximum (mostly 0)
-MEMBRANE_TOLERANCE = {"float32": 1e-6, "float64": 1e-6}
-GRADIENT_TOLERANCE = {"float32": 1e-5, "float64": 1e-7}
+MEMBRANE_TOLERANCE = {"float32": 1e-6, "float64": 1e-6, "float16": 0.0, "bfloat16": 0.0}
+# half precision: membranes bit-identical; gradients to u * T (see the module docstring)
+HALF_EPSILON = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
+GRADIENT_TOLERANCE = {
+    "float32": 1e-5, "float64": 1e-7, **{dtype: eps * SHAPE[0] for dtype, eps in HALF_EPSILON.items()}
+}
 GRADIENT_FLOOR = 0.2  # relative errors are taken against max(|expected|, GRADIENT_FLOOR * G)
+# the compiled column's backend: "aot_eager" traces forward and backward through AOTAutograd, so our
+# operators' fake (meta) kernels and autograd formulas are exercised as under inductor, without needing a C
+# compiler (plain "eager" would only check Dynamo's capture)
+COMPILE_BACKEND = "aot_eager"
 
 ADAPTER_MODULES = {
     "snntorch": "snn_blockbackend.adapters.snntorch",
@@ -153,6 +178,20 @@ def _torch():
     return torch
 
 
+def _identity(module):
+    return module
+
+
+def _compiled(fn, mode):
+    """``fn`` itself, or, for the compiled column, ``fn`` under ``torch.compile(fullgraph=True)`` (a graph
+    break raises instead of silently running part of it eagerly)."""
+    if mode != "compiled":
+        return fn
+    torch = _torch()
+    torch._dynamo.reset()  # each cell compiles afresh: no recompilation limit across cells, no reused graph
+    return torch.compile(fn, fullgraph=True, backend=COMPILE_BACKEND)
+
+
 def _generator(seed):
     return _torch().Generator().manual_seed(seed)
 
@@ -207,7 +246,8 @@ def compare(expected: Run, ours: Run, seed: int, dtype: str, framework: str) -> 
         floor = max(GRADIENT_FLOOR * scale, 1e-300)
         error = float(((a - b).abs() / b.abs().clamp_min(floor)).max())
         grad_error = max(grad_error, error if math.isfinite(error) else math.inf)
-    gradient_tolerance = GRADIENT_TOLERANCE["float32" if framework == "snntorch" else dtype]
+    # snnTorch's spikes are float32 even for float64 input
+    gradient_tolerance = GRADIENT_TOLERANCE["float32" if framework == "snntorch" and dtype == "float64" else dtype]
     failures = []
     if spike_count == 0:
         failures.append("the expected run never spiked (vacuous check)")
@@ -236,12 +276,18 @@ def _significant(value: float) -> float:
 # ---------------------------------------------------------------------------------------------
 # the engine path (shared by all frameworks)
 # ---------------------------------------------------------------------------------------------
-def run_engine(x, profile, params, leaves, refractory_steps, mode, backend="auto", initial_state=None) -> Run:
-    """``block_neuron`` over the whole sequence, or one call per step threading ``state``."""
+def run_engine(
+    x, profile, params, leaves, refractory_steps, mode, backend="auto", initial_state=None, compute_dtype=None
+) -> Run:
+    """``block_neuron`` over the whole sequence, or one call per step threading ``state``; ``compute_dtype``:
+    the dtype the native class's arithmetic ends up in when PyTorch's type promotion widens the input's."""
     torch = _torch()
     from snn_blockbackend import block_neuron
 
     state = initial_state() if initial_state is not None else None
+    if compute_dtype is not None:
+        x = x.to(compute_dtype)
+        params = {k: v.to(compute_dtype) if torch.is_tensor(v) else v for k, v in params.items()}
     if mode == "sequence":
         result = block_neuron(x, profile, params, refractory_steps, state=state, backend=backend)
         return Run(result.spikes, result.membrane, leaves)
@@ -259,23 +305,36 @@ class Case:
     """One configured neuron: how to run it natively, through the engine and through our adapter."""
 
     x: object
-    native: Callable[[], Run] | None  # the framework's class at R = 0 (None: the framework has none)
+    # the framework's class at R = 0 (None: the framework has none); its argument wraps the native module
+    # (identity, or torch.compile to record whether the native class compiles fullgraph)
+    native: Callable[..., Run] | None
     profile: object  # the engine profile (matches the native class)
     params: dict  # engine parameters; learnable ones are the native leaves
     leaves: list  # [x, learnable parameters...] in the order of the adapter's leaves
-    adapter: Callable[[str, int, str], Run]  # (mode, refractory_steps, provider) -> Run
+    adapter: Callable[[str, int, str], Run]  # (mode, refractory_steps, provider) -> Run; mode may be "compiled"
     # the framework's initial state where it differs from the profile's default (None: the default)
     initial_state: Callable[[], dict] | None = None
+    compute_dtype: object = None  # see run_engine (None: the input's dtype)
 
     def engine(self, refractory_steps, mode, backend="auto") -> Run:
         return run_engine(
-            self.x, self.profile, self.params, self.leaves, refractory_steps, mode, backend, self.initial_state
+            self.x, self.profile, self.params, self.leaves, refractory_steps, mode, backend, self.initial_state,
+            self.compute_dtype,
         )
+
+
+# an op PyTorch's CPU build lacks for a dtype ("addcmul_cpu_out" not implemented for 'Half')
+_MISSING_KERNEL = "not implemented for"
 
 
 def expected_run(case: Case, cell) -> Run:
     if cell.refractory_steps == 0 and case.native is not None:
-        return case.native()
+        try:
+            return case.native()
+        except (RuntimeError, NotImplementedError) as error:
+            if cell.dtype in HALF_EPSILON and _MISSING_KERNEL in str(error):
+                raise Unsupported(f"the native {cell.neuron} cannot run in {cell.dtype} on CPU: {error}") from None
+            raise
     return case.engine(cell.refractory_steps, "sequence", "reference")
 
 
@@ -335,21 +394,24 @@ def _snntorch_case(cell, fw: Framework) -> Case:
         "beta": native.beta, "threshold": native.threshold, "graded_spikes_factor": native.graded_spikes_factor
     }
 
-    def run_native():
-        return _snntorch_adapter_run(native, x, "step", leaves)
+    def run_native(wrap=_identity):
+        return _snntorch_adapter_run(wrap(native), x, "step", leaves)
 
     def adapter(mode, r, provider):
         cls = adapter_class("snntorch", "BlockLeaky")
         lif = cls(**kwargs, refractory_steps=r, backend=provider).to(dtype)
         return _snntorch_adapter_run(lif, x, mode, [x] + ([lif.beta, lif.threshold] if learn else []))
 
-    return Case(x, run_native, profile, params, leaves, adapter)
+    # snnTorch's spike functions return float32 (even for half input): the reset term promotes the membrane
+    # from the first step on, so Leaky with a reset runs half-precision input in float32
+    compute_dtype = None if cfg["reset_mechanism"] == "none" else torch.promote_types(dtype, torch.float32)
+    return Case(x, run_native, profile, params, leaves, adapter, compute_dtype=compute_dtype)
 
 
 def _snntorch_adapter_run(lif, x, mode, leaves) -> Run:
     torch = _torch()
-    if mode == "sequence":
-        spk, mem = lif.forward_sequence(x)
+    if mode != "step":
+        spk, mem = _compiled(lif.forward_sequence, mode)(x)
         return Run(spk, mem, leaves)
     mem = lif.reset_mem()
     spikes, membranes = [], []
@@ -371,8 +433,8 @@ def _spikingjelly_api(fw: Framework) -> str:
 
 def _spikingjelly_run(node, x, mode, leaves, legacy_block=False) -> Run:
     torch = _torch()
-    if mode == "sequence":
-        spikes = node(x)
+    if mode != "step":
+        spikes = _compiled(node, mode)(x)
         return Run(spikes, node.v_seq, leaves)
     spikes, membranes = [], []
     for xt in x.unbind(0):
@@ -390,9 +452,8 @@ def _spikingjelly_case(cell, fw: Framework) -> Case:
     dtype = _dtype(cell)
     cfg = cell.config()
     tau = cfg["tau"]
-    step_mode = "m" if cell.mode == "sequence" else "s"
-
-
+    # the native class runs eagerly; the compiled column compares with its eager multi-step run
+    native_mode = "step" if cell.mode == "step" else "sequence"
     if cell.neuron == "ALIFNode":
         kwargs = dict(tau=tau, tau_adapt=10.0, adaptation_strength=0.5, v_threshold=1.0)
         x = make_input(SHAPE, dtype, cell.seed, 0.4, 0.7)
@@ -405,8 +466,8 @@ def _spikingjelly_case(cell, fw: Framework) -> Case:
 
         def adapter(mode, r, provider):
             cls = adapter_class("spikingjelly", "BlockALIFNode")
-            node = cls(**kwargs, step_mode="m" if mode == "sequence" else "s", store_v_seq=True, refractory_steps=r)
-            if api == "0.0.0.0.14" and mode == "sequence":
+            node = cls(**kwargs, step_mode="s" if mode == "step" else "m", store_v_seq=True, refractory_steps=r)
+            if api == "0.0.0.0.14" and mode != "step":
                 node.backend = "block"
             node.block_provider = provider
             return _spikingjelly_run(node, x, mode, [x])
@@ -426,11 +487,11 @@ def _spikingjelly_case(cell, fw: Framework) -> Case:
 
     def stock(cls_name, mode):
         cls = getattr(neuron, cls_name)
-        sm = "m" if mode == "sequence" else "s"
+        sm = "s" if mode == "step" else "m"
         node = cls(init_tau=tau, step_mode=sm, **common) if parametric else cls(tau=tau, step_mode=sm, **common)
         return node.to(dtype)
 
-    native = stock("ParametricLIFNode" if parametric else "LIFNode", cell.mode)
+    native = stock("ParametricLIFNode" if parametric else "LIFNode", native_mode)
     leaves = [x] + ([native.w] if parametric else [])
     profile = make_profile(
         "spikingjelly_lif", decay_input=decay_input, v_reset=v_reset, detach_reset=cfg["detach_reset"],
@@ -441,7 +502,7 @@ def _spikingjelly_case(cell, fw: Framework) -> Case:
 
     def adapter(mode, r, provider):
         cls = adapter_class("spikingjelly", "BlockParametricLIFNode" if parametric else "BlockLIFNode")
-        sm = "m" if mode == "sequence" else "s"
+        sm = "s" if mode == "step" else "m"
         node = cls(init_tau=tau, step_mode=sm, refractory_steps=r, **common) if parametric else cls(
             tau=tau, step_mode=sm, refractory_steps=r, **common
         )
@@ -451,7 +512,10 @@ def _spikingjelly_case(cell, fw: Framework) -> Case:
         node.block_provider = provider
         return _spikingjelly_run(node, x, mode, [x] + ([node.w] if parametric else []))
 
-    return Case(x, lambda: _spikingjelly_run(native, x, cell.mode, leaves), profile, params, leaves, adapter)
+    def run_native(wrap=_identity):
+        return _spikingjelly_run(wrap(native), x, native_mode, leaves)
+
+    return Case(x, run_native, profile, params, leaves, adapter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,6 +532,8 @@ NORSE_INPUT = {  # (mean, std) of the input per unit threshold: ~5-30 % spiking 
     "LSNNCell": (2.0, 1.5),
     "LIFRefracCell": (1.0, 0.8),
 }
+# cells whose initial state Norse builds with dtype=torch.float32 (torch.full / torch.zeros), per version
+NORSE_FLOAT32_STATE = {"1.0": ("LIFBoxCell", "LIFCell"), "1.1": ("LIFCell",)}
 NORSE_ADAPTERS = {  # neuron -> (cell class, time-first module class or None)
     "LIFBoxCell": ("BlockLIFBoxCell", "BlockLIFBox"),
     "LIFCell": ("BlockLIFCell", "BlockLIF"),
@@ -512,6 +578,11 @@ def _norse_case(cell, fw: Framework) -> Case:
     tau_mem_inv, tau_syn_inv, v_leak, v_reset, v_th, spread = NORSE_PARAMS[cfg["params"]]
     neurons = SHAPE[-1:]
     seed = cell.seed
+    x_dtype = dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        # Norse's parameters are a NamedTuple of tensors (float32 by default), which Module.to(dtype) leaves
+        # alone: half precision is half input with float32 parameters
+        dtype = torch.float32
     tensors = {
         "tau_mem_inv": _norse_leaf(tau_mem_inv, dtype, neurons, seed, spread),
         "v_leak": _norse_leaf(v_leak, dtype, neurons, seed, 0.0),
@@ -519,7 +590,7 @@ def _norse_case(cell, fw: Framework) -> Case:
         "v_reset": _norse_leaf(v_reset, dtype, neurons, seed, 0.0),
     }
     mean, std = NORSE_INPUT[cell.neuron]
-    x = make_input(SHAPE, dtype, seed, mean * v_th, std * v_th)
+    x = make_input(SHAPE, x_dtype, seed, mean * v_th, std * v_th)
     if cell.neuron == "LIFBoxCell":
         reset_method = cfg["reset_method"]
         if reset_method == "subtract":
@@ -566,20 +637,20 @@ def _norse_case(cell, fw: Framework) -> Case:
 
     def adapter(mode, r, provider):
         cell_name, module_name = NORSE_ADAPTERS[cell.neuron]
-        if mode == "sequence" and module_name is None:
+        if mode != "step" and module_name is None:
             raise Unsupported(f"snn_blockbackend.adapters.norse has no time-first module for {cell.neuron}")
-        cls = adapter_class("norse", module_name if mode == "sequence" else cell_name)
+        cls = adapter_class("norse", cell_name if mode == "step" else module_name)
         extra = {} if cell.neuron == "LIFRefracCell" else {"refractory_steps": r}
         module = cls(make_p(tensors), backend=provider, **extra)
         our_leaves = [x] + [getattr(module, f) for f in fields]
         if mode == "step":
             return _norse_cell_run(module, x, our_leaves)
-        z, state = module(x)
+        z, state = _compiled(module, mode)(x)
         v = _norse_state_v(state)
         return Run(z, v.expand_as(x[0]).unsqueeze(0), our_leaves, final_only=True)
 
     initial_state = None
-    if version == "1.0" and cell.neuron in ("LIFBoxCell", "LIFCell") and dtype != torch.float32:
+    if version == "1.0" and cell.neuron in ("LIFBoxCell", "LIFCell") and dtype == torch.float64:
         # Norse 1.0's LIFBoxCell/LIFCell build v = torch.full(shape, v_leak) in float32 (i: float32 zeros):
         # on float64 input the initial v is v_leak rounded to float32
 
@@ -588,7 +659,24 @@ def _norse_case(cell, fw: Framework) -> Case:
             state = {"v": zeros + tensors["v_leak"].detach().to(torch.float32).to(dtype)}
             return {**state, "i": zeros} if cell.neuron == "LIFCell" else state
 
-    return Case(x, lambda: _norse_cell_run(native, x, leaves), profile, tensors, leaves, adapter, initial_state)
+    def run_native(wrap=_identity):
+        return _norse_cell_run(wrap(native), x, leaves)
+
+    params = tensors
+    if x_dtype != dtype:
+        # Norse multiplies its Python float dt with the float32 parameters (float32 arithmetic); the engine
+        # turns a Python float parameter into a tensor of the input's dtype (float16 rounds 0.001 to
+        # 0.0010004), so the mapping passes dt as the float32 tensor Norse's arithmetic effectively uses
+        params = {**tensors, "dt": torch.tensor(0.001, dtype=dtype)}
+
+    compute_dtype = None
+    if x_dtype != dtype and cell.neuron in NORSE_FLOAT32_STATE[version]:
+        # these cells start from full float32 states whatever the input's dtype: with the float32 parameters
+        # their arithmetic is float32 from the first step on. The others (state in the input's dtype, or
+        # LIFBoxCell 1.1's 0-dim clone of v_leak) get the half input and float32 parameters, which the engine
+        # promotes as PyTorch does
+        compute_dtype = torch.float32
+    return Case(x, run_native, profile, params, leaves, adapter, initial_state, compute_dtype)
 
 
 CASES = {"snntorch": _snntorch_case, "spikingjelly": _spikingjelly_case, "norse": _norse_case}
@@ -606,10 +694,14 @@ def run_cell(cell, fw: Framework) -> dict:
             case = CASES[cell.framework](cell, fw)
             expected = expected_run(case, cell)
             if cell.path == "engine":
+                if cell.mode == "compiled":
+                    raise ValueError("the compiled column runs our adapter classes only")
                 ours = case.engine(cell.refractory_steps, cell.mode)
             else:
                 ours = case.adapter(cell.mode, cell.refractory_steps, "auto")
             record.update(compare(expected, ours, cell.seed, cell.dtype, cell.framework))
+            if cell.mode == "compiled" and cell.refractory_steps == 0 and case.native is not None:
+                record["native_fullgraph"] = native_fullgraph(case)
     except Unsupported as error:
         record.update(status="unsupported", reason=str(error))
     except AdapterUnavailable as error:
@@ -622,6 +714,20 @@ def run_cell(cell, fw: Framework) -> dict:
         )
     record["seconds"] = round(time.perf_counter() - started, 4)
     return record
+
+
+def native_fullgraph(case: Case) -> str:
+    """Whether the framework's own class runs under ``torch.compile(fullgraph=True)`` (backend "eager": only
+    Dynamo's capture is in question): "yes", or "no: " and the first line of the error."""
+    torch = _torch()
+    torch._dynamo.reset()
+    try:
+        case.native(lambda module: torch.compile(module, fullgraph=True, backend="eager"))
+    except Exception as error:  # any failure to capture or run is the answer, not a failing cell
+        return f"no: {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"[:300]
+    finally:
+        torch._dynamo.reset()
+    return "yes"
 
 
 def run_suite(framework: str, subset: bool = False, cells=None) -> dict:

@@ -20,7 +20,8 @@ if str(REPO) not in sys.path:  # compat_matrix is a top-level package of the rep
 
 from compat_matrix import runner  # noqa: E402
 from compat_matrix.matrix import (  # noqa: E402
-    DTYPES, MODES, NEURONS, PATHS, VERSIONS, Cell, cells_for, find_versions, group_key,
+    COMPILED_REFRACTORY, DTYPES, HALF_DTYPES, MODES, NEURONS, PATHS, VERSIONS, Cell, cells_for, find_versions,
+    group_key, neurons_for,
 )
 
 
@@ -60,6 +61,15 @@ def test_installed_version_row_passes(framework):
     assert declared == covered, f"rows without a passing cell: {sorted(declared - covered)}"
     for c in passed:
         assert c["spike_mismatches"] == 0 and c["spikes"] > 0
+    # the new columns: half precision (bit-identical membranes) and torch.compile(fullgraph=True)
+    for dtype in HALF_DTYPES:
+        half = [c for c in passed if c["dtype"] == dtype]
+        assert half, f"no passing {dtype} cell"
+        assert all(c["membrane_max_abs_diff"] == 0 for c in half)
+    compiled = [c for c in passed if c["mode"] == "compiled"]
+    assert compiled, "no passing compiled cell"
+    with_native = {n.name for n in NEURONS if n.native is not None}
+    assert all("native_fullgraph" in c for c in compiled if c["refractory_steps"] == 0 and c["neuron"] in with_native)
     for c in cells:
         if c["status"] == "unsupported":
             assert c["reason"], "an unsupported cell must say why"
@@ -89,6 +99,42 @@ def test_compare_detects_a_changed_spike_and_gradient():
     assert vacuous["status"] == "fail" and "never spiked" in vacuous["reason"]
 
 
+def test_a_native_class_without_a_half_kernel_is_unsupported_not_failed(monkeypatch):
+    """Only PyTorch's "not implemented for 'Half'" from the native class makes a half cell unsupported; any
+    other error of the native run stays a failing cell."""
+    from compat_matrix import suite
+
+    if _installed("snntorch") is None:
+        pytest.skip("snnTorch is not installed")
+    fw = suite.import_framework("snntorch")
+    cell = next(
+        c for c in cells_for("snntorch", fw.version) if c.neuron == "Leaky" and c.dtype == "float16"
+        and c.refractory_steps == 0
+    )
+    real_case = suite.CASES["snntorch"]
+
+    def case_raising(message):
+        def build(cell, fw):
+            case = real_case(cell, fw)
+
+            def native(wrap=None):
+                raise RuntimeError(message)
+
+            case.native = native
+            return case
+
+        return build
+
+    monkeypatch.setitem(suite.CASES, "snntorch", case_raising('"addcmul_cpu_out" not implemented for \'Half\''))
+    record = suite.run_cell(cell, fw)
+    assert record["status"] == "unsupported"
+    assert record["reason"] == (
+        "the native Leaky cannot run in float16 on CPU: \"addcmul_cpu_out\" not implemented for 'Half'"
+    )
+    monkeypatch.setitem(suite.CASES, "snntorch", case_raising("shape mismatch"))
+    assert suite.run_cell(cell, fw)["status"] == "fail"
+
+
 def test_a_missing_adapter_is_reported_not_passed(monkeypatch):
     from compat_matrix import suite
 
@@ -116,7 +162,7 @@ def test_declaration_covers_the_issue():
         assert any(f == framework and v.startswith(prefix) for f, v in keys), (framework, prefix)
     for version in VERSIONS:
         cells = cells_for(version.framework, version.version)
-        assert {c.dtype for c in cells} == set(DTYPES)
+        assert set(HALF_DTYPES) <= {c.dtype for c in cells} == set(DTYPES)
         assert {c.mode for c in cells} == set(MODES)
         assert {c.path for c in cells} == set(PATHS)
         assert {0, 1, 9} <= {c.refractory_steps for c in cells}
@@ -125,6 +171,27 @@ def test_declaration_covers_the_issue():
     assert set(leaky.group_axes["reset_mechanism"]) == {"subtract", "zero", "none"}
     lif = next(n for n in NEURONS if n.name == "LIFNode")
     assert {0.0, None} <= set(lif.group_axes["v_reset"]) and set(lif.group_axes["decay_input"]) == {True, False}
+
+
+def test_half_and_compiled_columns_cover_every_neuron():
+    """Half precision: every row (neuron x group x path x R) and mode in both half dtypes, and every option
+    value somewhere. Compiled: every neuron class x R in COMPILED_REFRACTORY, our adapter, float32."""
+    for version in VERSIONS:
+        cells = cells_for(version.framework, version.version)
+        for dtype in HALF_DTYPES:
+            half = [c for c in cells if c.dtype == dtype]
+            assert {(group_key(c), c.mode) for c in half} == {
+                (group_key(c), c.mode) for c in cells if c.mode != "compiled"
+            }
+            for neuron in {c.neuron for c in cells}:
+                options = {c.options for c in half if c.neuron == neuron}
+                assert options == {c.options for c in cells if c.neuron == neuron}, (neuron, dtype)
+        compiled = [c for c in cells if c.mode == "compiled"]
+        assert {(c.path, c.dtype) for c in compiled} == {("adapter", "float32")}
+        assert {(c.neuron, c.refractory_steps) for c in compiled} == {
+            (n.name, r) for n in neurons_for(version.framework, version.version) for r in COMPILED_REFRACTORY
+            if r in n.refractory
+        }
 
 
 def test_subset_keeps_every_row_kind():
@@ -136,10 +203,15 @@ def test_subset_keeps_every_row_kind():
         assert {(c.neuron, c.group, c.path, c.mode) for c in subset if c.refractory_steps == 0} == {
             (c.neuron, c.group, c.path, c.mode) for c in full if c.refractory_steps == 0
         }
+        # (the compiled column only at R = 0: a compile costs seconds)
         assert {(c.neuron, c.path, c.refractory_steps, c.mode) for c in subset} == {
             (c.neuron, c.path, c.refractory_steps, c.mode) for c in full
+            if c.mode != "compiled" or c.refractory_steps == 0
         }
         assert {c.dtype for c in subset} == set(DTYPES)
+        assert {c.neuron for c in subset if c.mode == "compiled"} == {c.neuron for c in full}
+        assert {c.mode for c in subset} == set(MODES)
+        assert set(subset) <= set(full)
 
 
 def test_find_versions():

@@ -72,7 +72,7 @@ class _Net(nn.Module):
 
     def forward(self, x):
         hidden = self._run(self.lif1, self.fc1(x))
-        self.hidden_rate = float(hidden.detach().mean())
+        self.hidden_rate = hidden.detach().mean()  # a tensor: float() here would break a compiled graph
         return self._run(self.lif2, self.fc2(hidden))
 
 
@@ -187,7 +187,7 @@ def measure(framework: str, shape, threads: int, reps: int, seed: int = 0, varia
             autocast = torch.bfloat16 if variant == "bfloat16" else None
             first = {ours: _trainer(net, x, labels, autocast)() for ours, net in nets.items()}  # also warms up both
             row["loss_equal"] = bool(torch.equal(first[False], first[True]))
-            row["rate"] = getattr(nets[True], "_orig_mod", nets[True]).hidden_rate
+            row["rate"] = float(getattr(nets[True], "_orig_mod", nets[True]).hidden_rate)
             row["native_ms"] = median_ms(_trainer(nets[False], x, labels, autocast), reps)[0]
             row["our_ms"] = median_ms(_trainer(nets[True], x, labels, autocast), reps)[0]
     except Exception as error:  # report and go on: one broken framework must not lose the whole run

@@ -156,11 +156,12 @@ def check_input(x: torch.Tensor, check_finite: bool = True) -> None:
         raise ValueError(
             f"input must be time-first with at least one neuron dimension, [T, ...]; got shape {tuple(x.shape)}"
         )
-    if check_finite and not _all_finite(x):
+    if check_finite and not all_finite(x):
         raise ValueError("input contains NaN or Inf (pass check_finite=False to skip this check)")
 
 
-def _all_finite(t: torch.Tensor) -> bool:
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds no NaN/Inf (the engine's and the PSU's value checks)."""
     # A sum is finite unless some element is NaN/Inf (or the sum overflows): one cheap pass, no temporary;
     # only a non-finite sum pays for the elementwise check. Skipped (True) under tracing and on meta tensors.
     if not has_data(t):
@@ -193,7 +194,7 @@ def _as_param(name, value, x, neuron_shape):
         tensor = torch.tensor(float(value), dtype=x.dtype, device=x.device)
     else:
         raise TypeError(f"parameter {name!r} must be a float or a tensor, not {type(value).__name__}")
-    if has_data(tensor) and not bool(torch.isfinite(tensor.detach()).all()):
+    if not all_finite(tensor):
         raise ValueError(f"parameter {name!r} contains NaN or Inf")
     return tensor
 
@@ -243,7 +244,7 @@ def check_state(
             raise TypeError(f"state {name!r} must be floating point, got dtype {value.dtype}")
         if value.shape != x.shape[1:]:
             raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
-        if check_finite and name != "refractory" and not _all_finite(value):
+        if check_finite and name != "refractory" and not all_finite(value):
             raise ValueError(f"state {name!r} contains NaN or Inf (pass check_finite=False to skip this check)")
     countdown = state.get("refractory")
     if countdown is not None:

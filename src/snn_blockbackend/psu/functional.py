@@ -190,7 +190,7 @@ def _check_learned(kind, weight, bias, x, check_finite=True):
                 f"{name} has dtype {value.dtype} but the input has {x.dtype}; use the same dtype "
                 "(for a module: module.to(dtype))"
             )
-        if check_finite and not bool(torch.isfinite(value.detach()).all()):
+        if check_finite and not _engine.all_finite(value):
             raise ValueError(f"{kind.upper()} {name} contains NaN or Inf (pass check_finite=False to skip this check)")
 
 
@@ -207,7 +207,7 @@ def _check_state(state, x, check_finite=True) -> tuple[torch.Tensor, torch.Tenso
             raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
         if value.dtype != x.dtype or value.device != x.device:
             raise TypeError(f"state {name!r} must have the input's dtype and device ({x.dtype}, {x.device})")
-        if check_finite and not bool(torch.isfinite(value.detach()).all()):
+        if check_finite and not _engine.all_finite(value):
             raise ValueError(f"state {name!r} contains NaN or Inf (pass check_finite=False to skip this check)")
         out.append(value.reshape(-1))
     return tuple(out)

@@ -14,12 +14,15 @@ import typing
 import numpy as np
 import torch
 
-from .. import ops
+from .. import kernels, ops
 from .. import surrogate as sg
+from ..kernels import cache as kernel_cache
+from ..kernels import codegen
 from ..plugins import hookimpl
 from .torch_provider import describes_itself, finish_fast, initial_state, prepare_fast
 
 try:
+    from ..kernels import emit_numba
     from . import numba_alif, numba_current_lif, numba_lif, numba_neurons
     from .numba_threads import on_torch_threads
 except ImportError as error:  # numba missing: the provider is simply not offered
@@ -57,6 +60,8 @@ def _uniform_or_rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> tuple[
 
 Tensor = torch.Tensor
 Optional = typing.Optional
+import os
+GENERATED = os.environ.get("SNN_GENERATED") == "1"
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -450,12 +455,114 @@ def _numba_current_lif_grad(ctx, g_spikes, g_membrane, g_final_v, g_final_i, g_f
     )  # fmt: skip
 
 
+# ---------------------------------------------------------------------------------------------
+# kernels generated from the profile (kernels.emit_numba)
+# ---------------------------------------------------------------------------------------------
+def _generated_module(step, dtype: torch.dtype, sg_kind: str):
+    name = kernels.module_name("numba", step, dtype, sg_kind)
+    return kernel_cache.load(name, lambda: emit_numba.source(step, dtype, sg_kind))
+
+
+@ops.custom_op("numba_generated_forward")
+@on_torch_threads  # one launch at a time, on torch.get_num_threads() threads
+def numba_generated_forward(
+    x: Tensor, state0: list[Tensor], params: list[Tensor], countdown0: Tensor, refractory_steps: int, kernel: str,
+    sg_kind: str, sg_args: list[float],
+) -> list[Tensor]:
+    """The traced step ``kernel`` over [T, ...] input: spikes, membranes, live flags ([T, N] uint8), final countdown,
+    the final value of each state variable, and each saved state variable's rows (for the backward)."""
+    step = kernels.registered(kernel)
+    shape = x.shape[1:]
+    T, N = x.shape[0], shape.numel()
+    xs = _rows(x).numpy()
+    dtype = xs.dtype
+    S, M = np.empty((T, N), dtype=dtype), np.empty((T, N), dtype=dtype)
+    F = np.empty((T, N), dtype=np.uint8)
+    countdown_out = np.empty(N, dtype=np.int64)
+    finals = [np.empty(N, dtype=dtype) for _ in step.state]
+    saved = [np.empty((T, N), dtype=dtype) for _ in emit_numba.saved_state(step)]
+    _generated_module(step, x.dtype, sg_kind).forward(
+        xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(), refractory_steps,
+        numba_neurons.chunk_width(N, numba_neurons.FORWARD_WIDEST), *(_flat(s, shape) for s in state0),
+        *(_flat(p, shape) for p in params), S, M, F, countdown_out, *finals, *saved,
+    )  # fmt: skip
+    return [torch.from_numpy(a) for a in (S, M, F, countdown_out, *finals, *saved)]
+
+
+@numba_generated_forward.register_fake
+def _(x, state0, params, countdown0, refractory_steps, kernel, sg_kind, sg_args):
+    step = kernels.registered(kernel)
+    T, N = x.shape[0], x[0].numel()
+    return [
+        x.new_empty((T, N)), x.new_empty((T, N)), _empty((T, N), torch.uint8, x), _empty(N, torch.int64, x),
+        *(x.new_empty(N) for _ in step.state), *(x.new_empty((T, N)) for _ in emit_numba.saved_state(step)),
+    ]  # fmt: skip
+
+
+@ops.custom_op("numba_generated_backward")
+@on_torch_threads  # one launch at a time, on torch.get_num_threads() threads
+def numba_generated_backward(
+    g_spikes: Optional[Tensor], g_membrane: Optional[Tensor], g_finals: list[Tensor], x: Tensor, M: Tensor,
+    F: Tensor, state0: list[Tensor], saved: list[Tensor], params: list[Tensor], kernel: str, sg_kind: str,
+    sg_args: list[float],
+) -> list[Tensor]:
+    """dL/dx ([T, N]) and the per-neuron float64 gradients of each initial state variable and each parameter."""
+    step = kernels.registered(kernel)
+    T, N = M.shape
+    shape = state0[0].shape
+    dtype = M.detach().numpy().dtype
+    gx = np.empty((T, N), dtype=dtype)
+    g_state = [np.empty(N, dtype=np.float64) for _ in step.state]
+    g_params = [np.empty(N, dtype=np.float64) for _ in step.params]
+    constants = np.array(codegen.surrogate_constants(sg_kind, sg_args), dtype=np.float64)
+    _generated_module(step, M.dtype, sg_kind).backward(
+        *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype), _rows(x).numpy(),
+        F.detach().numpy(), numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), constants,
+        M.detach().numpy(), *(_flat(s, shape) for s in state0), *(a.detach().numpy() for a in saved),
+        *(_flat(p, shape) for p in params), *(_final(g, N, dtype) for g in g_finals), gx, *g_state, *g_params,
+    )  # fmt: skip
+    return [torch.from_numpy(a) for a in (gx, *g_state, *g_params)]
+
+
+@numba_generated_backward.register_fake
+def _(g_spikes, g_membrane, g_finals, x, M, F, state0, saved, params, kernel, sg_kind, sg_args):
+    N = M.shape[1]
+    return [M.new_empty(M.shape), *(_empty(N, torch.float64, M) for _ in (*state0, *params))]
+
+
+def _numba_generated_setup(ctx, inputs, output):
+    x, state0, params, _countdown0, _R, kernel, sg_kind, sg_args = inputs
+    n_state = len(state0)
+    ctx.config = (kernel, sg_kind, sg_args)
+    ctx.counts = (n_state, len(params), len(output) - 4 - n_state)
+    ctx.save_for_backward(x, output[1], output[2], *state0, *output[4 + n_state:], *params)
+    ctx.set_materialize_grads(False)
+
+
+def _numba_generated_grad(ctx, grads):
+    n_state, n_params, n_saved = ctx.counts
+    x, M, F, *rest = ctx.saved_tensors
+    state0, saved, params = rest[:n_state], rest[n_state:n_state + n_saved], rest[n_state + n_saved:]
+    g_finals = grads[4:4 + n_state]
+    N = M.shape[1]
+    g_finals = [g if g is not None else M.new_zeros(N) for g in g_finals]
+    gx, *g_rest = torch.ops.snn_blockbackend.numba_generated_backward(
+        grads[0], grads[1], g_finals, x, M, F, state0, saved, params, *ctx.config
+    )
+    need = ctx.needs_input_grad
+    shape = state0[0].shape
+    g_state = [g.to(s.dtype).view(shape) for g, s in zip(g_rest[:n_state], state0)]
+    g_params = [ops.per_neuron_grad(g, p, shape) for g, p in zip(g_rest[n_state:], params)]
+    return gx.view(x.shape) if need[0] else None, g_state, g_params, None, None, None, None, None
+
+
 def _register_autograd():
     for forward, backward, setup, grad in (
         (numba_lif_forward, numba_lif_backward, _numba_lif_setup, _numba_lif_grad),
         (numba_neuron_forward, numba_neuron_backward, _numba_neuron_setup, _numba_neuron_grad),
         (numba_alif_forward, numba_alif_backward, _numba_alif_setup, _numba_alif_grad),
         (numba_current_lif_forward, numba_current_lif_backward, _numba_current_lif_setup, _numba_current_lif_grad),
+        (numba_generated_forward, numba_generated_backward, _numba_generated_setup, _numba_generated_grad),
     ):
         forward.register_autograd(grad, setup_context=setup)
         ops.no_double_backward(backward, "numba")
@@ -476,6 +583,8 @@ class NumbaLIFProvider:
         if grad != "exact":
             return "the numba kernels compute exact BPTT gradients only"
         compiled = (describes_itself(profile, spec) for spec in ("kernel_spec", "alif_spec", "current_lif_spec"))
+        if GENERATED:
+            return kernels.traceable(profile) or sg.kernel_refusal(profile.surrogate)
         if not profile.fast_lif_capable and not any(compiled):
             return (
                 f"no compiled kernel for {profile.describe()} (only the paper's LIF and ALIF, snnTorch Leaky "
@@ -488,6 +597,8 @@ class NumbaLIFProvider:
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
+        if GENERATED:
+            return self._run_generated(profile, p, x, refractory_steps, state)
         if describes_itself(profile, "alif_spec"):
             return self._run_alif(profile, p, x, refractory_steps, state)
         if describes_itself(profile, "current_lif_spec"):
@@ -505,6 +616,18 @@ class NumbaLIFProvider:
         spikes, membrane = S.view(x.shape), (M if cfg.post_zero else U).view(x.shape)
         v, last_entry, last_spike = v.view(shape), last_entry.view(shape), last_spike.view(shape)
         return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
+
+    @staticmethod
+    def _run_generated(profile, p, x, refractory_steps, state):
+        step = kernels.step_of(profile)
+        s, countdown = initial_state(profile, p, x, state)
+        surrogate, shape = profile.surrogate, x.shape[1:]
+        S, M, _, countdown, *rest = torch.ops.snn_blockbackend.numba_generated_forward(
+            x, [s[name].expand(shape) for name in step.state], [p[name] for name in step.params], countdown,
+            refractory_steps, step.key, surrogate.kind, list(surrogate.kernel_args),
+        )  # fmt: skip
+        final = {name: value.view(shape) for name, value in zip(step.state, rest)}
+        return S.view(x.shape), M.view(x.shape), {**final, "refractory": countdown.view(shape)}
 
     @staticmethod
     def _run_alif(profile, p, x, refractory_steps, state):

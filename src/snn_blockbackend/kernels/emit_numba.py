@@ -29,6 +29,19 @@ DIALECT = Dialect(
 )
 
 
+# LLVM's loop vectorizer gives up on a loop that touches more than a few arrays it cannot prove distinct
+# (runtime alias checks above a threshold); a generated backward touches a dozen or more. Raise the threshold
+# (an LLVM option of this process, read when numba compiles; it only lets more loops vectorize).
+LLVM_OPTIONS = ("-vectorize-memory-check-threshold=4096", "-runtime-memory-check-threshold=4096")
+
+
+def configure_llvm() -> None:
+    import llvmlite.binding
+
+    for option in LLVM_OPTIONS:
+        llvmlite.binding.set_option("snn_blockbackend", option)
+
+
 def saved_state(step: Step) -> tuple[str, ...]:
     """State variables the forward stores per step besides the membrane (which is one of them, or not)."""
     return tuple(name for name in step.state if step.new_state[name] != step.membrane)
@@ -52,33 +65,37 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
 
     body_fwd = forward_statements(step, DIALECT, dtype, leaf_forward)
     zero = DIALECT.const(0.0, False)
-    fwd = [
-        f"def forward(x, countdown0, R, chunk, {', '.join(f's0_{s}' for s in states)}, "
-        f"{''.join(f'p_{p}, ' for p in params)}S, M, F, countdown_out, {', '.join(f'f_{s}' for s in states)}"
-        f"{''.join(f', sv_{s}' for s in saved)}):",
-        "    T, N = x.shape",
-        "    for c in numba.prange((N + chunk - 1) // chunk):",
-        "        lo = c * chunk",
-        "        width = min(N, lo + chunk) - lo",
-        *(f"        st_{s} = s0_{s}[lo:lo + width].copy()" for s in states),
-        "        cd = countdown0[lo:lo + width].copy()",
-        "        for t in range(T):",
-        "            xr = x[t]",
-        "            for i in range(width):",
-        "                n = lo + i",
-        "                count = cd[i]",
-        "                live = count <= 0",
-        *_indent(body_fwd, 4),
-        f"                cd[i] = R if n{step.spike} != {zero} else max(count - 1, 0)",
-        *(f"                st_{s}[i] = n{step.new_state[s]}" for s in states),
-        f"                S[t, n] = n{step.emitted}",
-        f"                M[t, n] = n{step.membrane}",
-        *(f"                sv_{s}[t, n] = n{step.new_state[s]}" for s in saved),
-        "                F[t, n] = np.uint8(live)",
-        "        for i in range(width):",
-        *(f"            f_{s}[lo + i] = st_{s}[i]" for s in states),
-        "            countdown_out[lo + i] = cd[i]",
-    ]
+
+    def forward(plain: bool) -> list[str]:
+        # plain: R = 0, no neuron is ever refractory (every select on "live" folds away, no flags are stored)
+        return [
+            f"def forward{'_plain' if plain else ''}(x, countdown0, R, chunk, {', '.join(f's0_{s}' for s in states)}, "
+            f"{''.join(f'p_{p}, ' for p in params)}S, M, F, countdown_out, {', '.join(f'f_{s}' for s in states)}"
+            f"{''.join(f', sv_{s}' for s in saved)}):",
+            "    T, N = x.shape",
+            "    R32, one32, zero32 = np.int32(R), np.int32(1), np.int32(0)",
+            "    for c in numba.prange((N + chunk - 1) // chunk):",
+            "        lo = c * chunk",
+            "        width = min(N, lo + chunk) - lo",
+            *(f"        st_{s} = s0_{s}[lo:lo + width].copy()" for s in states),
+            "        cd = countdown0[lo:lo + width].astype(np.int32)",
+            "        for t in range(T):",
+            "            xr = x[t]",
+            "            for i in range(width):",
+            "                n = lo + i",
+            *(["                live = True"] if plain else ["                count = cd[i]", "                live = count <= zero32"]),
+            *_indent(body_fwd, 4),
+            *([] if plain else [f"                cd[i] = R32 if n{step.spike} != {zero} else max(count - one32, zero32)"]),
+            *(f"                st_{s}[i] = n{step.new_state[s]}" for s in states),
+            f"                S[t, n] = n{step.emitted}",
+            f"                M[t, n] = n{step.membrane}",
+            *(f"                sv_{s}[t, n] = n{step.new_state[s]}" for s in saved),
+            *([] if plain else ["                F[t, n] = np.uint8(live)"]),
+            "        for i in range(width):",
+            *(f"            f_{s}[lo + i] = st_{s}[i]" for s in states),
+            "            countdown_out[lo + i] = cd[i]",
+        ]
+
     seeds: dict[int, list[str]] = {}
     for s in states:
         seeds.setdefault(step.new_state[s], []).append(f"ga_{s}")
@@ -93,37 +110,41 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     for s in states:
         stored = "M" if s == membrane_var else f"sv_{s}"
         prev_rows.append(f"            pv_{s} = {stored}[t - 1] if t > 0 else s0_{s}")
-    bwd = [
-        f"def backward(gS, gS_uniform, gM, gM_uniform, x, F, chunk, sgc, M, {', '.join(f's0_{s}' for s in states)}, "
-        f"{''.join(f'sv_{s}, ' for s in saved)}{''.join(f'p_{p}, ' for p in params)}"
-        f"{', '.join(f'gf_{s}' for s in states)}, gx, {', '.join(f'g0_{s}' for s in states)}"
-        f"{''.join(f', gp_{p}' for p in params)}):",
-        "    T, N = x.shape",
-        "    c0, c1, c2, c3, c4 = sgc[0], sgc[1], sgc[2], sgc[3], sgc[4]",
-        "    for c in numba.prange((N + chunk - 1) // chunk):",
-        "        lo = c * chunk",
-        "        width = min(N, lo + chunk) - lo",
-        *(f"        a_{s} = gf_{s}[lo:lo + width].astype(np.float64)" for s in states),
-        *(f"        acc_{p} = np.zeros(width)" for p in params),
-        "        for t in range(T - 1, -1, -1):",
-        "            xr, Fr = x[t], F[t]",
-        "            gSr = gS[0 if gS_uniform else t]",
-        "            gMr = gM[0 if gM_uniform else t]",
-        *prev_rows,
-        "            for i in range(width):",
-        "                n = lo + i",
-        "                live = Fr[n] != 0",
-        *(f"                ga_{s} = a_{s}[i]" for s in states),
-        *_indent(body_backward_forward := forward_statements(step, DIALECT, dtype, leaf_backward), 4),
-        *_indent(adjoint, 4),
-        f"                gx[t, n] = DT({by_leaf.get(('x', ''), '0.0')})",
-        *(f"                a_{s}[i] = {by_leaf.get(('state', s), '0.0')}" for s in states),
-        *(f"                acc_{p}[i] += {by_leaf[('param', p)]}" for p in params if ("param", p) in by_leaf),
-        "        for i in range(width):",
-        *(f"            g0_{s}[lo + i] = a_{s}[i]" for s in states),
-        *(f"            gp_{p}[lo + i] = acc_{p}[i]" for p in params),
-    ]
-    del body_backward_forward
+    body_bwd = forward_statements(step, DIALECT, dtype, leaf_backward)
+
+    def backward(plain: bool) -> list[str]:
+        return [
+            f"def backward{'_plain' if plain else ''}(gS, gS_uniform, gM, gM_uniform, x, F, chunk, sgc, M, "
+            f"{', '.join(f's0_{s}' for s in states)}, {''.join(f'sv_{s}, ' for s in saved)}"
+            f"{''.join(f'p_{p}, ' for p in params)}{', '.join(f'gf_{s}' for s in states)}, gx, "
+            f"{', '.join(f'g0_{s}' for s in states)}{''.join(f', gp_{p}' for p in params)}):",
+            "    T, N = x.shape",
+            "    c0, c1, c2, c3, c4 = sgc[0], sgc[1], sgc[2], sgc[3], sgc[4]",
+            "    for c in numba.prange((N + chunk - 1) // chunk):",
+            "        lo = c * chunk",
+            "        width = min(N, lo + chunk) - lo",
+            *(f"        a_{s} = gf_{s}[lo:lo + width].astype(np.float64)" for s in states),
+            *(f"        acc_{p} = np.zeros(width)" for p in params),
+            "        for t in range(T - 1, -1, -1):",
+            "            xr = x[t]",
+            *([] if plain else ["            Fr = F[t]"]),
+            "            gSr = gS[0 if gS_uniform else t]",
+            "            gMr = gM[0 if gM_uniform else t]",
+            *prev_rows,
+            "            for i in range(width):",
+            "                n = lo + i",
+            "                live = True" if plain else "                live = Fr[n] != 0",
+            *(f"                ga_{s} = a_{s}[i]" for s in states),
+            *_indent(body_bwd, 4),
+            *_indent(adjoint, 4),
+            f"                gx[t, n] = DT({by_leaf.get(('x', ''), '0.0')})",
+            *(f"                a_{s}[i] = {by_leaf.get(('state', s), '0.0')}" for s in states),
+            *(f"                acc_{p}[i] += {by_leaf[('param', p)]}" for p in params if ("param", p) in by_leaf),
+            "        for i in range(width):",
+            *(f"            g0_{s}[lo + i] = a_{s}[i]" for s in states),
+            *(f"            gp_{p}[lo + i] = acc_{p}[i]" for p in params),
+        ]
+
     header = [
         f'"""Generated by snn_blockbackend.kernels.emit_numba for {step.profile}, {dtype}, surrogate '
         f'{surrogate_kind}. Do not edit: regenerated from the profile."""',
@@ -133,10 +154,14 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         "import numpy as np",
         "",
         f"DT = {_DTYPES[dtype]}",
+        f"# compiled with the LLVM options {', '.join(LLVM_OPTIONS)} (emit_numba.configure_llvm)",
         "",
         *("# " + line for line in step.listing().splitlines()),
         "",
         "",
     ]
     jit = "@numba.njit(parallel=True, cache=True, error_model='numpy')"
-    return "\n".join([*header, jit, *fwd, "", "", jit, *bwd, ""])
+    parts = [header]
+    for function in (forward(False), forward(True), backward(False), backward(True)):
+        parts += [[jit], function, ["", ""]]
+    return "\n".join(line for part in parts for line in part)

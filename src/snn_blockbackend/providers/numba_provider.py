@@ -26,7 +26,7 @@ try:
     from . import numba_alif, numba_current_lif, numba_lif, numba_neurons
     from .numba_threads import on_torch_threads
 except ImportError as error:  # numba missing: the provider is simply not offered
-    numba_alif = numba_current_lif = numba_lif = numba_neurons = None
+    numba_alif = numba_current_lif = numba_lif = numba_neurons = emit_numba = None
     _IMPORT_ERROR = error
 
     def on_torch_threads(launch):
@@ -463,6 +463,10 @@ def _generated_module(step, dtype: torch.dtype, sg_kind: str):
     return kernel_cache.load(name, lambda: emit_numba.source(step, dtype, sg_kind))
 
 
+if emit_numba is not None:
+    emit_numba.configure_llvm()
+
+
 @ops.custom_op("numba_generated_forward")
 @on_torch_threads  # one launch at a time, on torch.get_num_threads() threads
 def numba_generated_forward(
@@ -481,7 +485,11 @@ def numba_generated_forward(
     countdown_out = np.empty(N, dtype=np.int64)
     finals = [np.empty(N, dtype=dtype) for _ in step.state]
     saved = [np.empty((T, N), dtype=dtype) for _ in emit_numba.saved_state(step)]
-    _generated_module(step, x.dtype, sg_kind).forward(
+    plain = refractory_steps == 0
+    if plain:
+        F = np.empty((0, N), dtype=np.uint8)
+    module = _generated_module(step, x.dtype, sg_kind)
+    (module.forward_plain if plain else module.forward)(
         xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(), refractory_steps,
         numba_neurons.chunk_width(N, numba_neurons.FORWARD_WIDEST), *(_flat(s, shape) for s in state0),
         *(_flat(p, shape) for p in params), S, M, F, countdown_out, *finals, *saved,
@@ -494,7 +502,8 @@ def _(x, state0, params, countdown0, refractory_steps, kernel, sg_kind, sg_args)
     step = kernels.registered(kernel)
     T, N = x.shape[0], x[0].numel()
     return [
-        x.new_empty((T, N)), x.new_empty((T, N)), _empty((T, N), torch.uint8, x), _empty(N, torch.int64, x),
+        x.new_empty((T, N)), x.new_empty((T, N)), _empty((T if refractory_steps else 0, N), torch.uint8, x),
+        _empty(N, torch.int64, x),
         *(x.new_empty(N) for _ in step.state), *(x.new_empty((T, N)) for _ in emit_numba.saved_state(step)),
     ]  # fmt: skip
 
@@ -515,7 +524,8 @@ def numba_generated_backward(
     g_state = [np.empty(N, dtype=np.float64) for _ in step.state]
     g_params = [np.empty(N, dtype=np.float64) for _ in step.params]
     constants = np.array(codegen.surrogate_constants(sg_kind, sg_args), dtype=np.float64)
-    _generated_module(step, M.dtype, sg_kind).backward(
+    module = _generated_module(step, M.dtype, sg_kind)
+    (module.backward_plain if F.shape[0] == 0 else module.backward)(
         *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype), _rows(x).numpy(),
         F.detach().numpy(), numba_neurons.chunk_width(N, numba_neurons.BACKWARD_WIDEST), constants,
         M.detach().numpy(), *(_flat(s, shape) for s in state0), *(a.detach().numpy() for a in saved),

@@ -19,6 +19,7 @@ from .. import surrogate as sg
 from ..kernels import cache as kernel_cache
 from ..kernels import codegen
 from ..plugins import hookimpl
+from . import generated
 from .torch_provider import describes_itself, finish_fast, initial_state, prepare_fast
 
 try:
@@ -60,8 +61,6 @@ def _uniform_or_rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> tuple[
 
 Tensor = torch.Tensor
 Optional = typing.Optional
-import os
-GENERATED = os.environ.get("SNN_GENERATED") == "1"
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -497,17 +496,6 @@ def numba_generated_forward(
     return [torch.from_numpy(a) for a in (S, M, F, countdown_out, *finals, *saved)]
 
 
-@numba_generated_forward.register_fake
-def _(x, state0, params, countdown0, refractory_steps, kernel, sg_kind, sg_args):
-    step = kernels.registered(kernel)
-    T, N = x.shape[0], x[0].numel()
-    return [
-        x.new_empty((T, N)), x.new_empty((T, N)), _empty((T if refractory_steps else 0, N), torch.uint8, x),
-        _empty(N, torch.int64, x),
-        *(x.new_empty(N) for _ in step.state), *(x.new_empty((T, N)) for _ in emit_numba.saved_state(step)),
-    ]  # fmt: skip
-
-
 @ops.custom_op("numba_generated_backward")
 @on_torch_threads  # one launch at a time, on torch.get_num_threads() threads
 def numba_generated_backward(
@@ -534,45 +522,12 @@ def numba_generated_backward(
     return [torch.from_numpy(a) for a in (gx, *g_state, *g_params)]
 
 
-@numba_generated_backward.register_fake
-def _(g_spikes, g_membrane, g_finals, x, M, F, state0, saved, params, kernel, sg_kind, sg_args):
-    N = M.shape[1]
-    return [M.new_empty(M.shape), *(_empty(N, torch.float64, M) for _ in (*state0, *params))]
-
-
-def _numba_generated_setup(ctx, inputs, output):
-    x, state0, params, _countdown0, _R, kernel, sg_kind, sg_args = inputs
-    n_state = len(state0)
-    ctx.config = (kernel, sg_kind, sg_args)
-    ctx.counts = (n_state, len(params), len(output) - 4 - n_state)
-    ctx.save_for_backward(x, output[1], output[2], *state0, *output[4 + n_state:], *params)
-    ctx.set_materialize_grads(False)
-
-
-def _numba_generated_grad(ctx, grads):
-    n_state, n_params, n_saved = ctx.counts
-    x, M, F, *rest = ctx.saved_tensors
-    state0, saved, params = rest[:n_state], rest[n_state:n_state + n_saved], rest[n_state + n_saved:]
-    g_finals = grads[4:4 + n_state]
-    N = M.shape[1]
-    g_finals = [g if g is not None else M.new_zeros(N) for g in g_finals]
-    gx, *g_rest = torch.ops.snn_blockbackend.numba_generated_backward(
-        grads[0], grads[1], g_finals, x, M, F, state0, saved, params, *ctx.config
-    )
-    need = ctx.needs_input_grad
-    shape = state0[0].shape
-    g_state = [g.to(s.dtype).view(shape) for g, s in zip(g_rest[:n_state], state0)]
-    g_params = [ops.per_neuron_grad(g, p, shape) for g, p in zip(g_rest[n_state:], params)]
-    return gx.view(x.shape) if need[0] else None, g_state, g_params, None, None, None, None, None
-
-
 def _register_autograd():
     for forward, backward, setup, grad in (
         (numba_lif_forward, numba_lif_backward, _numba_lif_setup, _numba_lif_grad),
         (numba_neuron_forward, numba_neuron_backward, _numba_neuron_setup, _numba_neuron_grad),
         (numba_alif_forward, numba_alif_backward, _numba_alif_setup, _numba_alif_grad),
         (numba_current_lif_forward, numba_current_lif_backward, _numba_current_lif_setup, _numba_current_lif_grad),
-        (numba_generated_forward, numba_generated_backward, _numba_generated_setup, _numba_generated_grad),
     ):
         forward.register_autograd(grad, setup_context=setup)
         ops.no_double_backward(backward, "numba")
@@ -581,6 +536,7 @@ def _register_autograd():
 
 
 _register_autograd()
+generated.register(numba_generated_forward, numba_generated_backward, "numba")
 
 
 class NumbaLIFProvider:
@@ -592,23 +548,23 @@ class NumbaLIFProvider:
             return "numba kernels run on CPU tensors only"
         if grad != "exact":
             return "the numba kernels compute exact BPTT gradients only"
-        compiled = (describes_itself(profile, spec) for spec in ("kernel_spec", "alif_spec", "current_lif_spec"))
-        if GENERATED:
-            return kernels.traceable(profile) or sg.kernel_refusal(profile.surrogate)
-        if not profile.fast_lif_capable and not any(compiled):
-            return (
-                f"no compiled kernel for {profile.describe()} (only the paper's LIF and ALIF, snnTorch Leaky "
-                "with a delayed reset, SpikingJelly LIF, Norse LIFBox, LIF and LSNN)"
-            )
-        return sg.kernel_refusal(profile.surrogate)
+        return sg.kernel_refusal(profile.surrogate) or kernels.traceable(profile)
+
+    @staticmethod
+    def hand_written(profile) -> bool:
+        """Whether a hand-written kernel family serves ``profile`` (preferred while it is faster; see
+        ``generated.generated_only``)."""
+        specs = ("kernel_spec", "alif_spec", "current_lif_spec")
+        return profile.fast_lif_capable or any(describes_itself(profile, spec) for spec in specs)
 
     def supports_dtypes(self, dtypes):
         return ops.kernel_dtype_refusal("numba", dtypes)
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
-        if GENERATED:
-            return self._run_generated(profile, p, x, refractory_steps, state)
+        if generated.generated_only() or not self.hand_written(profile):
+            forward = torch.ops.snn_blockbackend.numba_generated_forward
+            return generated.run(forward, profile, p, x, refractory_steps, state)
         if describes_itself(profile, "alif_spec"):
             return self._run_alif(profile, p, x, refractory_steps, state)
         if describes_itself(profile, "current_lif_spec"):
@@ -626,18 +582,6 @@ class NumbaLIFProvider:
         spikes, membrane = S.view(x.shape), (M if cfg.post_zero else U).view(x.shape)
         v, last_entry, last_spike = v.view(shape), last_entry.view(shape), last_spike.view(shape)
         return spikes, membrane, finish_fast(refractory_steps, x.shape[0], v, last_entry, last_spike)
-
-    @staticmethod
-    def _run_generated(profile, p, x, refractory_steps, state):
-        step = kernels.step_of(profile)
-        s, countdown = initial_state(profile, p, x, state)
-        surrogate, shape = profile.surrogate, x.shape[1:]
-        S, M, _, countdown, *rest = torch.ops.snn_blockbackend.numba_generated_forward(
-            x, [s[name].expand(shape) for name in step.state], [p[name] for name in step.params], countdown,
-            refractory_steps, step.key, surrogate.kind, list(surrogate.kernel_args),
-        )  # fmt: skip
-        final = {name: value.view(shape) for name, value in zip(step.state, rest)}
-        return S.view(x.shape), M.view(x.shape), {**final, "refractory": countdown.view(shape)}
 
     @staticmethod
     def _run_alif(profile, p, x, refractory_steps, state):

@@ -14,15 +14,20 @@ import typing
 
 import torch
 
-from .. import ops
+from .. import kernels, ops
 from .. import surrogate as sg
+from ..kernels import cache as kernel_cache
+from ..kernels import codegen
+from ..kernels.emit_numba import saved_state
 from ..ops import kernel_dtype_refusal
 from ..plugins import hookimpl
+from . import generated
 from .torch_provider import describes_itself, finish_fast, initial_state, prepare_fast
 
 try:
     import triton
 
+    from ..kernels import emit_triton
     from . import triton_lif
 except ImportError:  # triton missing (it ships for Linux only): the provider is simply not offered
     triton = triton_lif = None
@@ -252,6 +257,68 @@ def _triton_alif_grad(ctx, g_spikes, g_membrane, g_final_v, g_final_a, *_unused)
     )  # fmt: skip
 
 
+# ---------------------------------------------------------------------------------------------
+# kernels generated from the profile (kernels.emit_triton)
+# ---------------------------------------------------------------------------------------------
+def _generated_module(step, dtype: torch.dtype, sg_kind: str):
+    name = kernels.module_name("triton", step, dtype, sg_kind)
+    return kernel_cache.load(name, lambda: emit_triton.source(step, dtype, sg_kind))
+
+
+@ops.custom_op("triton_generated_forward")
+def triton_generated_forward(
+    x: Tensor, state0: list[Tensor], params: list[Tensor], countdown0: Tensor, refractory_steps: int, kernel: str,
+    sg_kind: str, sg_args: list[float],
+) -> list[Tensor]:
+    """The traced step ``kernel`` over [T, ...] input (outputs: see ``providers.generated``)."""
+    step = kernels.registered(kernel)
+    shape, T = x.shape[1:], x.shape[0]
+    N = shape.numel()
+    xs = x.detach().contiguous().reshape(T, N)
+    S, M = torch.empty_like(xs), torch.empty_like(xs)
+    F = xs.new_empty((T if refractory_steps else 0, N), dtype=torch.uint8)
+    countdown_out = torch.empty(N, dtype=torch.int64, device=x.device)
+    finals = [xs.new_empty(N) for _ in step.state]
+    saved = [torch.empty_like(xs) for _ in saved_state(step)]
+    module = _generated_module(step, x.dtype, sg_kind)
+    width = _block_width(x.device)
+    launch = module.forward if refractory_steps else module.forward_plain
+    launch[(triton.cdiv(max(N, 1), width),)](
+        xs, countdown0.expand(shape).contiguous().reshape(N), *(_flat(s, shape, N) for s in state0),
+        *(_flat(p, shape, N) for p in params), S, M, F if refractory_steps else S, countdown_out, *finals, *saved,
+        T, N, refractory_steps, BLOCK=width, num_warps=4, enable_fp_fusion=False,
+    )  # fmt: skip
+    return [S, M, F, countdown_out, *finals, *saved]
+
+
+@ops.custom_op("triton_generated_backward")
+def triton_generated_backward(
+    g_spikes: Optional[Tensor], g_membrane: Optional[Tensor], g_finals: list[Tensor], x: Tensor, M: Tensor,
+    F: Tensor, state0: list[Tensor], saved: list[Tensor], params: list[Tensor], kernel: str, sg_kind: str,
+    sg_args: list[float],
+) -> list[Tensor]:
+    """dL/dx ([T, N]) and the per-neuron float64 gradients of each initial state variable and each parameter."""
+    step = kernels.registered(kernel)
+    (T, N), device = M.shape, M.device
+    shape = state0[0].shape
+    gs, gs_stride = _row_or_rows(g_spikes, T, N, M)
+    gm, gm_stride = _row_or_rows(g_membrane, T, N, M)
+    gx = torch.empty_like(M)
+    g_state = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.state]
+    g_params = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.params]
+    constants = torch.tensor(codegen.surrogate_constants(sg_kind, sg_args), dtype=torch.float64, device=device)
+    module = _generated_module(step, M.dtype, sg_kind)
+    plain = F.shape[0] == 0
+    width = _block_width(device)
+    (module.backward_plain if plain else module.backward)[(triton.cdiv(max(N, 1), width),)](
+        gs, gs_stride, gm, gm_stride, x.detach().contiguous().reshape(T, N), M if plain else F, constants, M,
+        *(_flat(s, shape, N) for s in state0), *saved, *(_flat(p, shape, N) for p in params),
+        *(_final_grad(g, N, M) for g in g_finals), gx, *g_state, *g_params,
+        T, N, BLOCK=width, num_warps=4, enable_fp_fusion=False,
+    )  # fmt: skip
+    return [gx, *g_state, *g_params]
+
+
 def _register_autograd():
     for forward, backward, setup, grad in (
         (triton_lif_forward, triton_lif_backward, _triton_lif_setup, _triton_lif_grad),
@@ -265,6 +332,7 @@ def _register_autograd():
 
 if triton_lif is not None:
     _register_autograd()
+    generated.register(triton_generated_forward, triton_generated_backward, "triton")
 
 
 class TritonProvider:
@@ -278,18 +346,22 @@ class TritonProvider:
             return f"Triton kernels run on CUDA tensors, not on {device.type}"
         if grad != "exact":
             return "the Triton kernels compute exact BPTT gradients only"
-        if not profile.fast_lif_capable and not describes_itself(profile, "alif_spec"):
-            return (
-                f"no Triton kernel for {profile.describe()} (only the paper's LIF and ALIF and snnTorch Leaky with "
-                "a delayed reset; the torch provider runs the others)"
-            )
-        return sg.kernel_refusal(profile.surrogate)
+        return sg.kernel_refusal(profile.surrogate) or kernels.traceable(profile)
+
+    @staticmethod
+    def hand_written(profile) -> bool:
+        """Whether the hand-written LIF/ALIF kernels (``triton_lif``) serve ``profile`` (preferred until measured
+        against the generated ones on a GPU; see ``generated.generated_only``)."""
+        return profile.fast_lif_capable or describes_itself(profile, "alif_spec")
 
     def supports_dtypes(self, dtypes):
         return kernel_dtype_refusal("Triton", dtypes)
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
+        if generated.generated_only() or not self.hand_written(profile):
+            forward = torch.ops.snn_blockbackend.triton_generated_forward
+            return generated.run(forward, profile, p, x, refractory_steps, state)
         if describes_itself(profile, "alif_spec"):
             s, countdown = initial_state(profile, p, x, state)
             shape = x.shape[1:]

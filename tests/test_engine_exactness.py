@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -27,26 +28,45 @@ CONFIGS = [
     ("norse_lif", {}, {"tau_mem_inv": (50.0, 200.0), "tau_syn_inv": (100.0, 300.0)}, 300.0, 200.0),
     ("norse_lif", {"version": "1.0"}, {"tau_mem_inv": (50.0, 200.0)}, 300.0, 200.0),
     ("norse_lsnn", {}, {"tau_mem_inv": (50.0, 200.0), "beta": (0.5, 2.0)}, 300.0, 200.0),
+    # profiles and options without a hand-written kernel: only the generated kernels (kernels.emit_*) run them
+    ("snntorch_leaky", {"reset_mechanism": "zero", "reset_delay": False}, {"beta": (0.5, 1.0), "graded_spikes_factor": (0.5, 2.0)}, 0.6, 0.4),
+    ("spikingjelly_lif", {"parametric": True, "decay_input": False, "v_reset": -0.1}, {"decay": (0.2, 0.8)}, 1.0, 0.8),
+    ("spikingjelly_lif", {"version": "0.0.0.0.14", "decay_input": False}, {"tau": (1.2, 4.0)}, 1.0, 0.8),
+    ("norse_lif_box", {"reset_method": "subtract"}, {"tau_mem_inv": (50.0, 200.0), "v_leak": (-0.2, 0.2)}, 300.0, 200.0),
+    ("norse_lif_refrac", {}, {"tau_mem_inv": (50.0, 200.0), "rho_reset": (1.0, 5.0)}, 300.0, 200.0),
 ]
 CONFIG_IDS = [f"{name}{'-' + '-'.join(f'{k}={v}' for k, v in opts.items()) if opts else ''}" for name, opts, *_ in CONFIGS]
 FAST_PROVIDERS = [name for name in ("torch", "numba", "triton") if name in plugins.providers()]
-# every (profile configuration, provider) pair the provider accepts on CPU tensors; numba takes the one-variable
-# LIFs only, triton the LIF fast path (on CPU only in Triton's interpreter, see conftest.py)
+GENERATED = "+generated"  # a backend name suffix: the provider's generated kernels, where it has hand-written ones too
+
+
+def _variants(backend, profile):
+    """The backend, and its generated kernels too where it prefers a hand-written family for ``profile``."""
+    provider = plugins.providers()[backend]
+    hand_written = getattr(provider, "hand_written", None)
+    return [backend, backend + GENERATED] if hand_written is not None and hand_written(profile) else [backend]
+
+
+# every (profile configuration, provider) pair the provider accepts on CPU tensors (Triton's on CPU only in its
+# interpreter, see conftest.py): numba and Triton run every profile, hand-written and generated kernels both
 CASES = [
-    pytest.param(config, backend, id=f"{config_id}-{backend}")
+    pytest.param(config, variant, id=f"{config_id}-{variant}")
     for config, config_id in zip(CONFIGS, CONFIG_IDS)
     for backend in FAST_PROVIDERS
     if plugins.providers()[backend].supports(make_profile(config[0], **config[1]), torch.device("cpu"), "exact") is None
+    for variant in _variants(backend, make_profile(config[0], **config[1]))
 ]
 
 
 # Triton's interpreter takes ~15 ms per time step (forward + backward): its properties draw shorter sequences
-MAX_REFRACTORY = {"triton": 10}
+MAX_REFRACTORY = {"triton": 10, "triton" + GENERATED: 10}
 
 
 @st.composite
 def problems(draw, config, max_refractory=50, dtypes=(torch.float32, torch.float64)):
     name, options, ranges, scale, offset = config
+    if name == "norse_lif_refrac":
+        max_refractory = 0  # its refractory period is its own counter (rho_reset), never the engine's
     R = draw(st.integers(0, max_refractory))
     L = R + 1
     T = draw(st.integers(0, 3)) * L + draw(st.integers(1, max(L - 1, 1)))  # T not divisible by L (if L > 1)
@@ -86,10 +106,28 @@ def initial_states(draw, profile, params, R, x):
     return state
 
 
+@contextlib.contextmanager
+def _kernels_of(backend):
+    """``backend`` without the GENERATED suffix, with the generated kernels forced while it carries one."""
+    if not backend.endswith(GENERATED):
+        yield backend
+        return
+    saved = os.environ.get("SNN_BLOCKBACKEND_GENERATED_KERNELS")
+    os.environ["SNN_BLOCKBACKEND_GENERATED_KERNELS"] = "1"
+    try:
+        yield backend.removesuffix(GENERATED)
+    finally:
+        if saved is None:
+            del os.environ["SNN_BLOCKBACKEND_GENERATED_KERNELS"]
+        else:
+            os.environ["SNN_BLOCKBACKEND_GENERATED_KERNELS"] = saved
+
+
 def _run(profile, params, R, x, backend, state=None):
     x = x.clone().requires_grad_()
     params = {k: v.clone().requires_grad_() for k, v in params.items()}
-    result = block_neuron(x, profile, params, R, backend=backend, state=state)
+    with _kernels_of(backend) as name:
+        result = block_neuron(x, profile, params, R, backend=name, state=state)
     weights = torch.linspace(-1, 1, x.numel(), dtype=x.dtype).view(x.shape)
     loss = (result.spikes * weights).sum() + (result.membrane * weights.flip(0)).sum()
     loss.backward()
@@ -236,10 +274,11 @@ def test_sequence_split_with_state_equals_whole(config, backend):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(37, 2, 9, generator=gen, dtype=torch.float64) * scale + offset
     params = {k: torch.tensor((lo + hi) / 2, dtype=torch.float64) for k, (lo, hi) in ranges.items()}
-    R = 4
-    whole = block_neuron(x, profile, params, R, backend=backend)
-    first = block_neuron(x[:18], profile, params, R, backend=backend)
-    second = block_neuron(x[18:], profile, params, R, backend=backend, state=first.state)
+    R = 0 if name == "norse_lif_refrac" else 4
+    with _kernels_of(backend) as backend:
+        whole = block_neuron(x, profile, params, R, backend=backend)
+        first = block_neuron(x[:18], profile, params, R, backend=backend)
+        second = block_neuron(x[18:], profile, params, R, backend=backend, state=first.state)
     assert whole.spikes.any()
     assert torch.equal(torch.cat([first.spikes, second.spikes]), whole.spikes)
     assert torch.equal(torch.cat([first.membrane, second.membrane]), whole.membrane)

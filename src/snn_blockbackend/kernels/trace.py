@@ -190,6 +190,11 @@ class Sym:
     def __bool__(self):
         raise TraceError("a data-dependent branch cannot be traced into a kernel")
 
+    def _compare(self, other):
+        raise TraceError("a comparison of traced values (a data-dependent branch?) cannot be traced into a kernel")
+
+    __lt__ = __le__ = __gt__ = __ge__ = _compare
+
 
 _STORAGE = object()  # the dtype a traced value reports (the kernel's storage dtype, fixed at launch)
 
@@ -211,6 +216,15 @@ class _Params(dict):
 def trace(profile) -> Step:
     """Trace one time step of ``profile`` (its per-step methods, with the engine's refractory rule around them,
     as ``providers.reference.run_reference`` composes them)."""
+    try:
+        return _trace(profile)
+    except TraceError:
+        raise
+    except (TypeError, AttributeError, KeyError) as error:  # an operation Sym does not model
+        raise TraceError(f"{type(error).__name__}: {error}") from error
+
+
+def _trace(profile) -> Step:
     g = _Graph()
     p = _Params(g)
     prev = {name: g.add(Node("state", name=name)) for name in profile.state_names}

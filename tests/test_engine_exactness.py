@@ -235,11 +235,12 @@ def test_mixed_dtypes_promote_like_pytorch(dtype):
 # the device (default cuda; the gpu-check dry run sets cpu so the selection cannot rot).
 CHECK_DEVICE = torch.device(os.environ.get("SNN_BLOCKBACKEND_CHECK_DEVICE", "cuda"))
 ON_DEVICE = [
-    pytest.param(config, backend, id=f"{config_id}-{backend}")
+    pytest.param(config, variant, id=f"{config_id}-{variant}")
     for config, config_id in zip(CONFIGS, CONFIG_IDS)
     for backend in ("torch", "triton")
     if (CHECK_DEVICE.type != "cuda" or torch.cuda.is_available()) and backend in plugins.providers()
     and plugins.providers()[backend].supports(make_profile(config[0], **config[1]), CHECK_DEVICE, "exact") is None
+    for variant in _variants(backend, make_profile(config[0], **config[1]))
 ]
 
 

@@ -21,11 +21,14 @@ def test_gpu_check_dry_run(tmp_path):
     # the property selection ran real examples on the check device (torch and triton providers), none failed
     assert report["exactness"]["returncode"] == 0
     assert "passed" in report["exactness"]["summary"] and "failed" not in report["exactness"]["summary"]
-    (bench,) = report["bench"]
-    assert bench["returncode"] == 0
-    rows = json.loads((tmp_path / bench["folder"] / "bench.json").read_text())["rows"]
-    timed = [row for row in rows if row["provider"] == "torch" and row["fwd_ms"] is not None]
-    assert timed and all(row["spike_mismatch"] == 0 for row in timed)
+    # the natives-vs-ours bench per shape, then the generated kernels alone (hand-written ones disabled)
+    bench, generated = report["bench"]
+    assert "generated_kernels" not in bench and generated["generated_kernels"]
+    for run in (bench, generated):
+        assert run["returncode"] == 0
+        rows = json.loads((tmp_path / run["folder"] / "bench.json").read_text())["rows"]
+        timed = [row for row in rows if row["provider"] == "torch" and row["fwd_ms"] is not None]
+        assert timed and all(row["spike_mismatch"] == 0 for row in timed)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the real check runs (make gpu-check)")

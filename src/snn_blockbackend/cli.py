@@ -49,6 +49,21 @@ def _extras() -> list[str]:
         return []
 
 
+def _kernels(profile, providers) -> dict:
+    """Per compiled provider, which kernels run ``profile`` (its default options) on that provider's device."""
+    import torch
+
+    kernels = {}
+    for provider in providers:
+        hand_written = getattr(provider, "hand_written", None)
+        if hand_written is None:
+            continue
+        device = torch.device("cpu" if provider.name == "numba" else "cuda")
+        refusal = provider.supports(profile, device, "exact")
+        kernels[provider.name] = refusal or ("hand-written (generated too)" if hand_written(profile) else "generated")
+    return kernels
+
+
 def collect_info() -> dict:
     """Everything ``info`` shows, as plain data."""
     from . import plugins
@@ -63,7 +78,9 @@ def collect_info() -> dict:
         "providers": [{"name": p.name, "priority": p.priority, "module": type(p).__module__} for p in providers],
         "providers_not_installed": [{"name": name, "install": install_hint(name)} for name in missing],
         "extras": _extras(),
-        "profiles": [{"name": name, "summary": _summary(cls)} for name, cls in PROFILES.items()],
+        "profiles": [
+            {"name": name, "summary": _summary(cls), "kernels": _kernels(cls(), providers)} for name, cls in PROFILES.items()
+        ],
         "frameworks": [
             {
                 "framework": a.framework,
@@ -80,7 +97,24 @@ def collect_info() -> dict:
     }
 
 
+def print_kernel(name: str) -> None:
+    """The traced step of profile ``name`` (default options) and its generated numba and Triton sources."""
+    import torch
+
+    from . import kernels, make_profile
+    from .kernels import emit_numba, emit_triton
+
+    profile = make_profile(name)
+    step = kernels.step_of(profile)
+    sys.stdout.write(step.listing() + "\n\n")
+    for emit in (emit_numba, emit_triton):
+        sys.stdout.write(emit.source(step, torch.float32, profile.surrogate.kind) + "\n")
+
+
 def cmd_info(args) -> int:
+    if args.kernel:
+        print_kernel(args.kernel)
+        return 0
     info = collect_info()
     if args.json:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
@@ -100,11 +134,14 @@ def cmd_info(args) -> int:
     for p in info["providers_not_installed"]:
         table.add_row(p["name"], "-", escape(f"not installed: {p['install']}"), style="yellow")
     console.print(table)
-    table = Table(title="neuron profiles (make_profile(name, **options))")
+    table = Table(title="neuron profiles (make_profile(name, **options)) and their compiled kernels")
     table.add_column("name")
     table.add_column("summary")
+    compiled = sorted({name for p in info["profiles"] for name in p["kernels"]})
+    for name in compiled:
+        table.add_column(name)
     for p in info["profiles"]:
-        table.add_row(p["name"], p["summary"])
+        table.add_row(p["name"], p["summary"], *(escape(p["kernels"].get(name, "-")) for name in compiled))
     console.print(table)
     table = Table(title="framework adapters")
     for column in ("framework", "supported", "status"):
@@ -224,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     info = subparsers.add_parser("info", help="installed providers, profiles, framework adapters and torch")
+    info.add_argument("--kernel", metavar="PROFILE", help="print the traced step of a profile and its generated kernels")
     info.add_argument("--json", action="store_true", help="print a JSON object instead of tables")
     info.set_defaults(func=cmd_info)
 

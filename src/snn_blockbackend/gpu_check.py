@@ -115,6 +115,18 @@ def main(argv=None) -> int:
         print(f"gpu-check bench [T={T}, B={B}, N={N}] on {device}: exit {result['returncode']} ({result['seconds']} s)")
         report["bench"].append({"shape": [T, B, N], "folder": folder.name, **result})
 
+    # the generated Triton kernels where hand-written ones exist too (the paper's LIF/ALIF, snnTorch Leaky): the
+    # measurement that decides which of the two "auto" should run on a GPU
+    T, B, N = shapes[0]
+    folder = out / f"T{T}_B{B}_N{N}_generated"
+    bench = [sys.executable, "-m", "snn_blockbackend.cli", "bench", "--device", device, "--no-psu", "--no-training",
+             "--T", str(T), "--B", str(B), "--N", str(N), "--out", str(folder),
+             *(["--quick", "--providers", "torch"] if args.dry else ["--providers", "triton"])]  # fmt: skip
+    budget = max(deadline - time.perf_counter(), 1)
+    result = _run(bench, {**env, "SNN_BLOCKBACKEND_GENERATED_KERNELS": "1"}, out / "bench_generated.log", budget)
+    print(f"gpu-check bench of the generated kernels on {device}: exit {result['returncode']} ({result['seconds']} s)")
+    report["bench"].append({"shape": [T, B, N], "folder": folder.name, "generated_kernels": True, **result})
+
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out / 'gpu_check.json'}")
     ok = report["exactness"]["returncode"] == 0 and all(b["returncode"] == 0 for b in report["bench"])

@@ -314,7 +314,8 @@ class SpikingJellyLIF(NeuronProfile):
     * "0.0.0.0.14" (its train-mode torch backend): the same except when v_reset is None or 0, where it uses
       ``V + (X - V)/tau`` (bitwise the same as above) and, for ``decay_input=False``,
       ``V*(1 - 1/tau) + X`` with ``1 - 1/tau`` computed in double precision from the Python float tau
-      (TorchScript) and rounded to the tensor dtype; parametric: ``V + (X - V)*decay`` and
+      (TorchScript), a scalar operand of the product (float32 precision for half-precision V); parametric:
+      ``V + (X - V)*decay`` and
       ``V*(1 - decay) + X``.
 
     Resets (both versions): hard ``S*Vr + (1 - S)*H``, soft ``H - S*V_th``; ``S`` detached with
@@ -371,9 +372,11 @@ class SpikingJellyLIF(NeuronProfile):
         elif self.decay_input:
             h = v + (x - v) / p["tau"] if legacy_reset0 else v + (x - (v - vr)) / p["tau"]
         elif legacy_reset0:
-            # TorchScript evaluates (1. - 1. / tau) in double; the tensor op rounds it to v's dtype
-            coefficient = (1.0 - 1.0 / p["tau"].to(torch.float64)).to(v.dtype)
-            h = v * coefficient + x
+            # TorchScript evaluates (1. - 1. / tau) in double and multiplies v by that Python scalar: PyTorch reads
+            # a scalar second operand at the product's compute precision (float32 for half-precision v), not
+            # rounded to v's dtype. A 0-dim float64 tensor there is read alike (and keeps v's dtype).
+            coefficient = 1.0 - 1.0 / p["tau"].to(torch.float64)
+            h = v * (coefficient if coefficient.dim() == 0 else coefficient.to(v.dtype)) + x
         else:
             h = v - (v - vr) / p["tau"] + x
         return {"v": h}, h - p["v_threshold"]

@@ -296,7 +296,11 @@ def run_engine(
     for t in range(x.shape[0]):
         result = block_neuron(x[t : t + 1], profile, params, refractory_steps, state=state, backend=backend)
         spikes.append(result.spikes[0])
-        membranes.append(result.membrane[0])
+        # the membrane as a step-by-step user reads it, and as the native runs record it: from the state passed on
+        # (the same values as result.membrane[0]; taking that [1, ...] output instead adds a second autograd path
+        # into each step's v, created before the next step's operations, so half-precision backward sums the
+        # three gradient contributions to v in another order than the native run, a few ulps per step)
+        membranes.append(profile.membrane(result.state))
         state = result.state
     return Run(torch.stack(spikes), torch.stack(membranes), leaves)
 

@@ -432,6 +432,12 @@ class _NorseProfile(NeuronProfile):
     Norse multiplies ``dt * tau_*_inv`` first, as a tensor op in the parameters' dtype. Its default
     parameters are float32 tensors, so on float64 input that product is a float32 value; to reproduce such a
     run pass ``dt=1.0`` and the float32 products (e.g. ``(0.001 * p.tau_mem_inv).double()``) as the rates.
+
+    The profiles' default initial state has the input's dtype and the neuron shape. Norse's classes build
+    theirs differently (full float32 whatever the input in some classes and versions, a 0-dim clone of
+    ``v_leak`` in others), which matters when the dtypes are mixed (half-precision input with float32
+    parameters): to reproduce such a run, pass the class's ``initial_state(x[0])`` as ``state`` (the adapters
+    in ``adapters.norse`` do).
     """
 
     default_surrogate = staticmethod(lambda: sg.superspike(1.0))

@@ -332,6 +332,49 @@ def test_half_precision_input_with_float32_parameters(kind, params, dtype):
             assert value.dtype == native[1][name].dtype and torch.equal(value.expand_as(x[0]), native[1][name]), name
 
 
+NATIVE_OF_OURS = {  # our class -> (Norse class whose initial_state ours reproduces, whether it takes [T, ...])
+    nb.BlockLIFBoxCell: (nt.LIFBoxCell, False), nb.BlockLIFBox: (nt.LIFBoxCell, False),  # BlockLIFBox loops the cell
+    nb.BlockLIFCell: (nt.LIFCell, False), nb.BlockLIF: (nt.LIF, True), nb.BlockLSNNCell: (nt.LSNNCell, False),
+    nb.BlockLSNN: (nt.LSNN, True), nb.BlockLIFRefracCell: (nt.LIFRefracCell, False),
+}
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64, torch.float16, torch.bfloat16))
+@pytest.mark.parametrize("ours", list(NATIVE_OF_OURS), ids=lambda cls: cls.__name__)
+def test_initial_state_is_norses_own(ours, dtype):
+    """The initial state the adapters start from outside float32 (``_initial_fields``) is, field by field, the
+    one the installed Norse class builds: dtype, shape and value (built without Norse's ``v.requires_grad =
+    True``, which torch.compile cannot trace)."""
+    native_cls, time_first = NATIVE_OF_OURS[ours]
+    kind = {nt.LIFBoxCell: "box_value", nt.LSNNCell: "lsnn", nt.LSNN: "lsnn", nt.LIFRefracCell: "refrac"}.get(
+        native_cls, "lif"
+    )
+    p = _norse_params(kind, torch.float32, (4,), 0, v_leak=0.1, v_th=0.7)
+    x = torch.randn(3, 2, 4).to(dtype)
+    native_state = _fields(kind, native_cls(p).initial_state(x if time_first else x[0]))
+    state = ours(p)._norse_initial_state(x)
+    assert set(state) == set(native_state)
+    for name, value in state.items():
+        expected = native_state[name]
+        assert value.dtype == expected.dtype and value.shape == expected.shape, name
+        assert torch.equal(value, expected.detach()) and not value.requires_grad, name
+
+
+@pytest.mark.parametrize("dtype", (torch.float64, torch.bfloat16))
+def test_compiles_fullgraph_outside_float32(dtype):
+    """Starting from Norse's initial state outside float32 keeps the module traceable (fullgraph)."""
+    p = _norse_params("lsnn", torch.float32, (3,), 1, v_leak=0.1)
+    x = _input((6, 2, 3), dtype, 1, "lsnn")
+    module = nb.BlockLSNN(p)
+    torch._dynamo.reset()
+    try:
+        spikes, state = torch.compile(module, fullgraph=True, backend="aot_eager")(x)
+    finally:
+        torch._dynamo.reset()
+    eager_spikes, eager_state = module(x)
+    assert torch.equal(spikes, eager_spikes) and torch.equal(state.v, eager_state.v)
+
+
 def test_a_wider_state_promotes_as_in_norse():
     """A float64 state with float32 input: Norse's step promotes to float64, and so does ours (bit for bit)."""
     p = _norse_params("lif", torch.float32, (3,), 0, v_leak=0.1)

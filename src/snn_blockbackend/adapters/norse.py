@@ -246,6 +246,10 @@ class _BlockNorseNeuron:
     # Norse's LIFBoxCell, LIFCell and LIF take bool/integer input; LSNN and LIFRefrac fail on it (their initial
     # state has the input's dtype), and so do ours, with the engine's clear message
     _accepts_integer_input: bool = False
+    # Norse's initial state per field, as its class builds it (norse/torch/module/*.py, ``initial_state``): kind
+    # "input" = torch.full over the neuron shape in the input's dtype, "float32" = the same in float32, "clone" =
+    # a clone of the parameter (its dtype and shape); the value is that parameter (None: zeros)
+    _initial_fields: dict[str, tuple[str, str | None]]
     _convert_alpha: bool = False  # LIFCell/LIF store torch.as_tensor(alpha); the others keep it as given
 
     def _setup(self, p, dt, refractory_steps, backend, check_finite, record_states=None):
@@ -402,9 +406,19 @@ class _BlockNorseNeuron:
             values[name] = getattr(state, name)
         return values
 
-    def _norse_initial_state(self, x: torch.Tensor):
-        """Norse's own initial state for the engine input ``x`` ([T, ...]): its class's ``initial_state``."""
-        return self.initial_state(x if self._time_first else x[0])
+    def _norse_initial_state(self, x: torch.Tensor) -> dict:
+        """Norse's own initial state for the engine input ``x`` ([T, ...]), built as its class's ``initial_state``
+        builds it (``_initial_fields``), without its ``v.requires_grad = True`` (which torch.compile cannot trace)."""
+        state = {}
+        for name, (kind, source) in self._initial_fields.items():
+            value = getattr(self, source).detach() if source is not None else None
+            if kind == "clone":
+                state[name] = value.clone()
+                continue
+            dtype = x.dtype if kind == "input" else torch.float32
+            zeros = torch.zeros(x.shape[1:], dtype=dtype, device=x.device)
+            state[name] = zeros if value is None else zeros + value.to(dtype)  # torch.full(shape, value, dtype)
+        return state
 
     def _initial_state(self, x: torch.Tensor) -> dict | None:
         """The engine's initial state. Norse's ``initial_state`` marks ``v`` as requiring grad, so a native
@@ -419,9 +433,7 @@ class _BlockNorseNeuron:
         tensors = [getattr(self, name) for name in self._tensor_fields]
         needs_graph = torch.is_grad_enabled() and not (x.requires_grad or any(t.requires_grad for t in tensors))
         if x.dtype != torch.float32 or any(t.dtype != x.dtype for t in tensors):
-            with torch.no_grad():
-                native = self._norse_initial_state(x)
-            initial = {name: value.detach() for name, value in self._state_values(native).items()}
+            initial = self._norse_initial_state(x)
         elif needs_graph:
             initial = self.profile.initial_state(self._engine_params(x), x[0])
         else:
@@ -543,6 +555,8 @@ class _LIFBoxMixin(_BlockNorseNeuron):
     _state_fields = ("v",)
     _norse_state = LIFBoxFeedForwardState
     _block_state = BlockLIFBoxState
+    # LIFBoxCell 1.0: v = full(shape, v_leak, dtype=float32); 1.1: v = clone(v_leak). BlockLIFBox loops the cell.
+    _initial_fields = {"v": ("float32" if PROFILE_VERSION == "1.0" else "clone", "v_leak")}
     _accepts_integer_input = True
     reset_method = "value"
 
@@ -606,8 +620,6 @@ class BlockLIFBox(_LIFBoxMixin, nn.Module):
     def initial_state(self, input_tensor):
         return None  # the engine starts from v = v_leak
 
-    def _norse_initial_state(self, x):
-        return LIFBoxCell.initial_state(self, x[0])  # this module loops LIFBoxCell over the steps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -620,6 +632,8 @@ class _LIFMixin(_BlockNorseNeuron):
     _state_fields = ("v", "i")
     _norse_state = LIFFeedForwardState
     _block_state = BlockLIFState
+    # LIFCell 1.0: v = full(..., v_leak, dtype=float32); 1.1: v = clone(v_leak); i: float32 zeros in both
+    _initial_fields = {"v": ("float32" if PROFILE_VERSION == "1.0" else "clone", "v_leak"), "i": ("float32", None)}
     _accepts_integer_input = True
     _convert_alpha = True
 
@@ -645,6 +659,7 @@ class BlockLIF(_LIFMixin, LIF):
     does not pay for Norse's per-step ``input[ts]`` indexing (quadratic in T)."""
 
     _time_first = True
+    _initial_fields = {"v": ("float32", "v_leak"), "i": ("float32", None)}  # LIF (1.0 and 1.1): full float32
 
     def __init__(
         self,
@@ -668,6 +683,8 @@ class _LSNNMixin(_BlockNorseNeuron):
     _state_fields = ("v", "i", "b")
     _norse_state = LSNNFeedForwardState
     _block_state = BlockLSNNState
+    # LSNNCell (1.0 and 1.1): v, i in the input's dtype, b = v_th.detach() (the parameter itself, 0-dim)
+    _initial_fields = {"v": ("input", "v_leak"), "i": ("input", None), "b": ("clone", "v_th")}
 
     def _setup_lsnn(self, p, dt, refractory_steps, backend, check_finite, adjoint, record_states=None):
         if adjoint:
@@ -695,6 +712,7 @@ class BlockLSNN(_LSNNMixin, LSNN):
     """Norse ``LSNN`` (time-first ``LSNNCell``): the whole sequence in one engine call."""
 
     _time_first = True
+    _initial_fields = {"v": ("input", "v_leak"), "i": ("input", None), "b": ("input", "v_th")}  # LSNN: all full
 
     def __init__(
         self,
@@ -723,6 +741,7 @@ class BlockLIFRefracCell(_BlockNorseNeuron, LIFRefracCell):
     _lif_fields = ("tau_syn_inv", "tau_mem_inv", "v_leak", "v_th", "v_reset")
     _profile_name = "norse_lif_refrac"
     _state_fields = ("v", "i", "rho")
+    _initial_fields = {"v": ("input", "v_leak"), "i": ("input", None), "rho": ("input", None)}
     _norse_state = LIFRefracFeedForwardState
     _block_state = None
 

@@ -374,9 +374,10 @@ class SpikingJellyLIF(NeuronProfile):
         elif legacy_reset0:
             # TorchScript evaluates (1. - 1. / tau) in double and multiplies v by that Python scalar: PyTorch reads
             # a scalar second operand at the product's compute precision (float32 for half-precision v), not
-            # rounded to v's dtype. A 0-dim float64 tensor there is read alike (and keeps v's dtype).
+            # rounded to v's dtype. A 0-dim tensor in that precision is read alike (and keeps v's dtype).
             coefficient = 1.0 - 1.0 / p["tau"].to(torch.float64)
-            h = v * (coefficient if coefficient.dim() == 0 else coefficient.to(v.dtype)) + x
+            compute = torch.promote_types(v.dtype, torch.float32) if coefficient.dim() == 0 else v.dtype
+            h = v * coefficient.to(compute) + x
         else:
             h = v - (v - vr) / p["tau"] + x
         return {"v": h}, h - p["v_threshold"]

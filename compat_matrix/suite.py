@@ -22,8 +22,9 @@ or 1e-7 (float64; Norse 1.0.0's TorchScript LIFCell step differs by ~6e-9 in flo
 
 Half precision (float16, bfloat16): both sides run in that dtype (native module ``.to(dtype)``, input in
 dtype; where the native class's arithmetic is promoted by PyTorch, e.g. snnTorch's float32 spike function in
-Leaky's reset term or Norse's float32 initial states, the engine runs in the promoted dtype as the native class
-does; Norse's parameters stay float32, as Module.to leaves its parameter NamedTuples). Spikes and membranes
+Leaky's reset term, the engine runs in the promoted dtype as the native class does; Norse's parameters stay
+float32, as Module.to leaves its parameter NamedTuples, and the engine path gets Norse's own initial state,
+whose float32 or 0-dim tensors promote its first steps as in Norse). Spikes and membranes
 must be bit-identical (membrane tolerance 0): the reference/torch providers compute in the same dtype with
 the same operations (numba refuses half; ``auto`` falls back to the torch provider). Gradients: the same
 relative error as above, <= u * T with u the dtype's unit roundoff as the issue states it (float16 2^-11,
@@ -295,7 +296,11 @@ def run_engine(
     for t in range(x.shape[0]):
         result = block_neuron(x[t : t + 1], profile, params, refractory_steps, state=state, backend=backend)
         spikes.append(result.spikes[0])
-        membranes.append(result.membrane[0])
+        # the membrane as a step-by-step user reads it, and as the native runs record it: from the state passed on
+        # (the same values as result.membrane[0]; taking that [1, ...] output instead adds a second autograd path
+        # into each step's v, created before the next step's operations, so half-precision backward sums the
+        # three gradient contributions to v in another order than the native run, a few ulps per step)
+        membranes.append(profile.membrane(result.state))
         state = result.state
     return Run(torch.stack(spikes), torch.stack(membranes), leaves)
 
@@ -532,8 +537,6 @@ NORSE_INPUT = {  # (mean, std) of the input per unit threshold: ~5-30 % spiking 
     "LSNNCell": (2.0, 1.5),
     "LIFRefracCell": (1.0, 0.8),
 }
-# cells whose initial state Norse builds with dtype=torch.float32 (torch.full / torch.zeros), per version
-NORSE_FLOAT32_STATE = {"1.0": ("LIFBoxCell", "LIFCell"), "1.1": ("LIFCell",)}
 NORSE_ADAPTERS = {  # neuron -> (cell class, time-first module class or None)
     "LIFBoxCell": ("BlockLIFBoxCell", "BlockLIFBox"),
     "LIFCell": ("BlockLIFCell", "BlockLIF"),
@@ -552,6 +555,13 @@ def _norse_leaf(value, dtype, neurons, seed, spread):
 
 def _norse_state_v(state):
     return state.lif.v if hasattr(state, "lif") else state.v
+
+
+def _norse_state_dict(state) -> dict:
+    """A Norse state NamedTuple as the engine's state dict (LIFRefrac's nested ``lif`` state flattened)."""
+    if hasattr(state, "lif"):
+        return {"v": state.lif.v, "i": state.lif.i, "rho": state.rho}
+    return dict(state._asdict())
 
 
 def _norse_cell_run(cell_module, x, leaves) -> Run:
@@ -650,33 +660,23 @@ def _norse_case(cell, fw: Framework) -> Case:
         return Run(z, v.expand_as(x[0]).unsqueeze(0), our_leaves, final_only=True)
 
     initial_state = None
-    if version == "1.0" and cell.neuron in ("LIFBoxCell", "LIFCell") and dtype == torch.float64:
-        # Norse 1.0's LIFBoxCell/LIFCell build v = torch.full(shape, v_leak) in float32 (i: float32 zeros):
-        # on float64 input the initial v is v_leak rounded to float32
+    if x_dtype != torch.float32:
+        # Norse's own initial state, as its class builds it: its dtypes and shapes decide how the first steps
+        # promote (Norse 1.0's LIFBoxCell/LIFCell: full float32 v (and i) whatever the input's dtype; 1.1's
+        # LIFBoxCell/LIFCell: v a clone of v_leak, 0-dim float32; LSNNCell: b the 0-dim v_th). The engine
+        # takes it as given (a 0-dim state keeps its shape when the dtypes are mixed)
 
         def initial_state():
-            zeros = torch.zeros_like(x[0].detach())
-            state = {"v": zeros + tensors["v_leak"].detach().to(torch.float32).to(dtype)}
-            return {**state, "i": zeros} if cell.neuron == "LIFCell" else state
+            with torch.no_grad():
+                native_state = native.initial_state(x[0])
+            return {name: value.detach() for name, value in _norse_state_dict(native_state).items()}
 
     def run_native(wrap=_identity):
         return _norse_cell_run(wrap(native), x, leaves)
 
-    params = tensors
-    if x_dtype != dtype:
-        # Norse multiplies its Python float dt with the float32 parameters (float32 arithmetic); the engine
-        # turns a Python float parameter into a tensor of the input's dtype (float16 rounds 0.001 to
-        # 0.0010004), so the mapping passes dt as the float32 tensor Norse's arithmetic effectively uses
-        params = {**tensors, "dt": torch.tensor(0.001, dtype=dtype)}
-
-    compute_dtype = None
-    if x_dtype != dtype and cell.neuron in NORSE_FLOAT32_STATE[version]:
-        # these cells start from full float32 states whatever the input's dtype: with the float32 parameters
-        # their arithmetic is float32 from the first step on. The others (state in the input's dtype, or
-        # LIFBoxCell 1.1's 0-dim clone of v_leak) get the half input and float32 parameters, which the engine
-        # promotes as PyTorch does
-        compute_dtype = torch.float32
-    return Case(x, run_native, profile, params, leaves, adapter, initial_state, compute_dtype)
+    # dt: the profiles' default, Norse's Python float 0.001 (for half-precision input the engine makes it a
+    # float32 tensor, as Norse's dt * tau_mem_inv is a float32 product)
+    return Case(x, run_native, profile, tensors, leaves, adapter, initial_state)
 
 
 CASES = {"snntorch": _snntorch_case, "spikingjelly": _spikingjelly_case, "norse": _norse_case}

@@ -114,3 +114,17 @@ def test_block_gradient_differs_from_bptt_with_refractoriness():
 def test_block_gradient_refuses_other_profiles():
     with pytest.raises(ValueError, match="blocks"):
         block_neuron(torch.randn(5, 2, 3), "snntorch_leaky", {"beta": 0.9}, 2, grad="blocks")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("profile", ["paper_lif", "paper"])
+def test_half_precision_keeps_the_input_dtype(profile, dtype):
+    """Half-precision input with Python-float parameters (0-dim float32 tensors): the outputs keep the input's
+    dtype and the exact forward values, as with the exact gradient."""
+    x = (torch.randn(20, 2, 5, generator=torch.Generator().manual_seed(0)) + 0.5).to(dtype).requires_grad_()
+    result = block_neuron(x, profile, {"beta": 0.9}, 2, grad="blocks")
+    reference = block_neuron(x, profile, {"beta": 0.9}, 2, backend="reference")
+    assert result.spikes.dtype == result.membrane.dtype == dtype and bool(reference.spikes.any())
+    assert torch.equal(result.spikes, reference.spikes) and torch.equal(result.membrane, reference.membrane)
+    (grad,) = torch.autograd.grad(result.spikes.sum(), x)
+    assert grad.dtype == dtype and bool(grad.abs().sum() > 0)

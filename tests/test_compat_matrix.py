@@ -35,19 +35,10 @@ def _installed(distribution: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # the suite on the installed versions
 # ---------------------------------------------------------------------------------------------
-def _open_half_precision_bug(cell: dict) -> bool:
-    """Norse in float16/bfloat16: known, open failures of ours, listed in compat_matrix/RESULTS.md and the README
-    (the step-mode adapters do not yet promote a float32 state as Norse does with v_leak/v_reset set; per-neuron
-    LIFBoxCell parameters keep an unrounded initial v_leak in Norse; Python-float parameters such as dt are rounded
-    to the input dtype by the engine, while Norse multiplies the Python float). Every other cell must pass."""
-    return cell["framework"] == "norse" and cell["dtype"] in ("float16", "bfloat16")
-
-
 @pytest.mark.parametrize("framework", ("snntorch", "spikingjelly", "norse"))
 def test_installed_version_row_passes(framework):
     """Every cell of the CI subset for the installed framework version: pass, or a declared gap (an adapter
-    class the issue does not ask for) reported as unsupported with its reason; never fail, except the open Norse
-    half-precision bugs (``_open_half_precision_bug``)."""
+    class the issue does not ask for) reported as unsupported with its reason; never fail."""
     from compat_matrix import suite
 
     version = _installed(framework)
@@ -57,7 +48,7 @@ def test_installed_version_row_passes(framework):
     assert result["status"] == "ran", result["reason"]
     cells = result["cells"]
     assert cells, "the subset selected no cell"
-    bad = [c for c in cells if c["status"] not in ("pass", "unsupported") and not _open_half_precision_bug(c)]
+    bad = [c for c in cells if c["status"] not in ("pass", "unsupported")]
     assert not bad, "\n".join(
         f"{c['neuron']} {c['path']} R={c['refractory_steps']} {c['dtype']} {c['mode']} {c['group']} {c['options']}: "
         f"{c['status']}: {c['reason']}"

@@ -306,3 +306,44 @@ def test_auto_backend_falls_back_for_unsupported_profiles():
     result = block_neuron(x, "spikingjelly_lif", {}, 2)  # no compiled kernel: auto picks torch
     ref = block_neuron(x, "spikingjelly_lif", {}, 2, backend="reference")
     assert torch.equal(result.spikes, ref.spikes)
+
+
+FAST_PATH_PROFILES = [
+    ("paper_lif", {}, {"beta": 0.9, "threshold": 0.7}),
+    ("snntorch_leaky", {"reset_mechanism": "subtract"}, {"beta": 0.87, "threshold": 0.9, "graded_spikes_factor": 0.7}),
+    ("snntorch_leaky", {"reset_mechanism": "zero"}, {"beta": 0.87, "threshold": 1.1}),
+    ("snntorch_leaky", {"reset_mechanism": "none"}, {"beta": 0.93, "threshold": 0.9}),
+]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize(("name", "options", "params"), FAST_PATH_PROFILES)
+@pytest.mark.parametrize("R", [0, 3])
+def test_python_float_parameters_in_half_precision(name, options, params, R, dtype):
+    """A Python-float parameter is a 0-dim float32 tensor for half-precision input (as the frameworks store
+    theirs): the LIF fast path, which rounds such 0-dim parameters to the input's dtype as PyTorch's operations
+    in the profile do, equals the reference bit for bit; values not representable in half precision make the
+    check non-vacuous."""
+    profile = make_profile(name, **options)
+    x = (torch.randn(40, 3, 17, generator=torch.Generator().manual_seed(R)) * 0.8 + 0.4).to(dtype)
+    ref = block_neuron(x, profile, params, R, backend="reference")
+    got = block_neuron(x, profile, params, R, backend="torch")
+    assert ref.membrane.dtype == dtype and bool(ref.spikes.any())
+    assert torch.equal(got.spikes, ref.spikes) and torch.equal(got.membrane, ref.membrane)
+    assert torch.equal(got.state["v"], ref.state["v"]) and torch.equal(got.state["refractory"], ref.state["refractory"])
+    # the same request with the parameters as 0-dim float32 tensors is the same computation
+    as_float32 = {k: torch.tensor(v) for k, v in params.items()}
+    assert torch.equal(block_neuron(x, profile, as_float32, R).membrane, ref.membrane)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_python_float_dt_meets_float32_parameters_as_in_norse(dtype):
+    """Norse multiplies its Python-float ``dt`` with float32 parameter tensors (``dt * tau_mem_inv``: a float32
+    product, 0.001 * 150 != float16(0.001) * 150); a Python-float ``dt`` given to the engine does the same."""
+    x = (torch.randn(30, 2, 11, generator=torch.Generator().manual_seed(1)) * 1.5 + 2.0).to(dtype)
+    params = {"tau_mem_inv": torch.full((11,), 150.0), "tau_syn_inv": torch.tensor(300.0), "v_th": torch.tensor(0.8)}
+    as_python = block_neuron(x, "norse_lsnn", {**params, "dt": 0.001}, backend="reference")
+    as_float32 = block_neuron(x, "norse_lsnn", {**params, "dt": torch.tensor(0.001)}, backend="reference")
+    assert torch.equal(as_python.membrane, as_float32.membrane) and torch.equal(as_python.spikes, as_float32.spikes)
+    rounded = block_neuron(x, "norse_lsnn", {**params, "dt": torch.tensor(0.001, dtype=dtype)}, backend="reference")
+    assert not torch.equal(rounded.membrane, as_python.membrane)  # the check is not vacuous

@@ -178,6 +178,17 @@ def _broadcasts_to(shape, target) -> bool:
     return all(size in (1, full) for size, full in zip(reversed(shape), reversed(target)))
 
 
+def python_float_dtype(input_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the 0-dim tensor a Python-float parameter becomes: the input's, float32 for half precision.
+
+    The frameworks store Python-float parameters as float32 tensors (``torch.as_tensor(0.001)``), and in
+    half precision the difference shows where two parameters meet (Norse's ``dt * tau_mem_inv``: a float32
+    product, where a float16 ``dt`` would be 0.0010004). Where a 0-dim parameter meets a half-precision
+    tensor the result stays half precision, with PyTorch's rounding of that operation.
+    """
+    return torch.promote_types(input_dtype, torch.float32)
+
+
 def _as_param(name, value, x, neuron_shape):
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point():
@@ -191,7 +202,7 @@ def _as_param(name, value, x, neuron_shape):
             )
         tensor = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        tensor = torch.tensor(float(value), dtype=x.dtype, device=x.device)
+        tensor = torch.tensor(float(value), dtype=python_float_dtype(x.dtype), device=x.device)
     else:
         raise TypeError(f"parameter {name!r} must be a float or a tensor, not {type(value).__name__}")
     if not all_finite(tensor):
@@ -242,8 +253,11 @@ def check_state(
             raise ValueError(f"state {name!r} is on {value.device} but the input is on {x.device}")
         if name != "refractory" and not value.is_floating_point():
             raise TypeError(f"state {name!r} must be floating point, got dtype {value.dtype}")
-        if value.shape != x.shape[1:]:
-            raise ValueError(f"state {name!r} has shape {tuple(value.shape)}, expected {tuple(x.shape[1:])}")
+        if not _broadcasts_to(value.shape, x.shape[1:]):
+            raise ValueError(
+                f"state {name!r} has shape {tuple(value.shape)}, which does not broadcast to the neuron shape "
+                f"{tuple(x.shape[1:])}"
+            )
         if check_finite and name != "refractory" and not all_finite(value):
             raise ValueError(f"state {name!r} contains NaN or Inf (pass check_finite=False to skip this check)")
     countdown = state.get("refractory")
@@ -282,8 +296,11 @@ def block_neuron(
     Dtypes: any floating dtype, half precision (float16, bfloat16) included. Parameters and state may have
     other dtypes than the input; they are not cast, and the neuron's operations promote as PyTorch's do for
     the native neuron (a 0-dim float32 parameter keeps bfloat16 input in bfloat16, a per-neuron one promotes
-    it to float32). Such mixed requests and half precision run on the torch provider (the compiled kernels
-    compute in float32/float64 of one dtype). Value checks (``check_finite``, parameter ranges) run eagerly
+    it to float32). A Python-float parameter is a 0-dim tensor of the input's dtype, float32 for half-precision
+    input (``python_float_dtype``). A state may also be given in a shape that broadcasts to the neuron shape
+    (Norse's 0-dim initial ``v``); with mixed dtypes it keeps that shape, which PyTorch's promotion depends on.
+    Such mixed requests and half precision run on the torch provider (the compiled kernels compute in
+    float32/float64 of one dtype). Value checks (``check_finite``, parameter ranges) run eagerly
     only: under ``torch.compile``/``torch.export`` tracing and on the meta device they are skipped.
     """
     if isinstance(profile, str):
@@ -300,6 +317,8 @@ def block_neuron(
     if state is not None:
         dtypes += [t.dtype for name, t in state.items() if name != "refractory"]
     provider = select_provider(backend, profile, x.device, grad, tuple(dtypes))
+    if state is not None:
+        state = _shaped_state(state, x.shape[1:], one_dtype=all(dtype == x.dtype for dtype in dtypes))
     if x.shape[0] == 0:
         return _no_steps(profile, p, x, state)
     run_steps, run_state = _refractory_for_run(refractory_steps, x.shape[0], state)
@@ -315,6 +334,20 @@ def block_neuron(
     if run_steps != refractory_steps:
         final = {**final, "refractory": _exact_countdown(refractory_steps, x.shape[0], final["refractory"], state)}
     return BlockResult(spikes, membrane, _owned(final))
+
+
+def _shaped_state(state: dict, neuron_shape, one_dtype: bool) -> dict:
+    """A given state that only broadcasts to the neuron shape (Norse's 0-dim initial ``v = v_leak``), expanded
+    where that changes nothing: always in a request of one dtype, and the integer countdown. With mixed dtypes a
+    floating state keeps its shape, because PyTorch promotes by it: a 0-dim float32 ``v`` meeting float16 input
+    gives float16, a full float32 one float32. The torch provider's per-step operations then promote as the
+    native neuron's do (its first step turns every state full-shape)."""
+    if all(value.shape == neuron_shape for value in state.values()):
+        return state
+    return {
+        name: value.expand(neuron_shape) if one_dtype or not value.is_floating_point() else value
+        for name, value in state.items()
+    }
 
 
 def _owned(final: dict) -> dict:

@@ -314,7 +314,8 @@ class SpikingJellyLIF(NeuronProfile):
     * "0.0.0.0.14" (its train-mode torch backend): the same except when v_reset is None or 0, where it uses
       ``V + (X - V)/tau`` (bitwise the same as above) and, for ``decay_input=False``,
       ``V*(1 - 1/tau) + X`` with ``1 - 1/tau`` computed in double precision from the Python float tau
-      (TorchScript) and rounded to the tensor dtype; parametric: ``V + (X - V)*decay`` and
+      (TorchScript), a scalar operand of the product (float32 precision for half-precision V); parametric:
+      ``V + (X - V)*decay`` and
       ``V*(1 - decay) + X``.
 
     Resets (both versions): hard ``S*Vr + (1 - S)*H``, soft ``H - S*V_th``; ``S`` detached with
@@ -371,9 +372,12 @@ class SpikingJellyLIF(NeuronProfile):
         elif self.decay_input:
             h = v + (x - v) / p["tau"] if legacy_reset0 else v + (x - (v - vr)) / p["tau"]
         elif legacy_reset0:
-            # TorchScript evaluates (1. - 1. / tau) in double; the tensor op rounds it to v's dtype
-            coefficient = (1.0 - 1.0 / p["tau"].to(torch.float64)).to(v.dtype)
-            h = v * coefficient + x
+            # TorchScript evaluates (1. - 1. / tau) in double and multiplies v by that Python scalar: PyTorch reads
+            # a scalar second operand at the product's compute precision (float32 for half-precision v), not
+            # rounded to v's dtype. A 0-dim tensor in that precision is read alike (and keeps v's dtype).
+            coefficient = 1.0 - 1.0 / p["tau"].to(torch.float64)
+            compute = torch.promote_types(v.dtype, torch.float32) if coefficient.dim() == 0 else v.dtype
+            h = v * coefficient.to(compute) + x
         else:
             h = v - (v - vr) / p["tau"] + x
         return {"v": h}, h - p["v_threshold"]
@@ -429,6 +433,12 @@ class _NorseProfile(NeuronProfile):
     Norse multiplies ``dt * tau_*_inv`` first, as a tensor op in the parameters' dtype. Its default
     parameters are float32 tensors, so on float64 input that product is a float32 value; to reproduce such a
     run pass ``dt=1.0`` and the float32 products (e.g. ``(0.001 * p.tau_mem_inv).double()``) as the rates.
+
+    The profiles' default initial state has the input's dtype and the neuron shape. Norse's classes build
+    theirs differently (full float32 whatever the input in some classes and versions, a 0-dim clone of
+    ``v_leak`` in others), which matters when the dtypes are mixed (half-precision input with float32
+    parameters): to reproduce such a run, pass the class's ``initial_state(x[0])`` as ``state`` (the adapters
+    in ``adapters.norse`` do).
     """
 
     default_surrogate = staticmethod(lambda: sg.superspike(1.0))

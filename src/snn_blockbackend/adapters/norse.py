@@ -20,8 +20,12 @@
   version matters: Norse 1.0's ``LIFCell``/``LIF``/``LIFRefracCell`` add the input to the synaptic current
   *after* the voltage update (the input reaches ``v`` one step later), Norse 1.1 before it; Norse 1.0's
   SuperSpike surrogate uses ``alpha``, Norse 1.1's ignores it (slope 1). ``PROFILE_VERSION`` says which
-  applies. Float32 parameters (Norse's defaults) on float64 input are handled as Norse does: ``dt * rate``
-  is a float32 product. Other dtype mixes are cast to the input dtype.
+  applies. Dtypes as in Norse: ``dt * rate`` is evaluated in the parameters' dtype (a float32 product for
+  Norse's defaults, also on float64 input); half-precision input keeps float32 parameters float32, and outside
+  float32 input with float32 parameters the engine starts from Norse's own initial state (full float32, or a
+  0-dim clone of ``v_leak``); a given state keeps its dtype. The engine's operations then promote as Norse's
+  do, step by step (e.g. float16 input becomes float32 arithmetic where Norse's does). Other parameter dtype
+  mixes are cast to the input's dtype.
 * State: with ``refractory_steps=0`` the returned states are Norse's own NamedTuples
   (``LIFBoxFeedForwardState``, ``LIFFeedForwardState``, ``LSNNFeedForwardState``,
   ``LIFRefracFeedForwardState``). With ``refractory_steps=R > 0`` they are ``BlockLIFBoxState``,
@@ -242,10 +246,11 @@ class _BlockNorseNeuron:
     # Norse's LIFBoxCell, LIFCell and LIF take bool/integer input; LSNN and LIFRefrac fail on it (their initial
     # state has the input's dtype), and so do ours, with the engine's clear message
     _accepts_integer_input: bool = False
+    # Norse's initial state per field, as its class builds it (norse/torch/module/*.py, ``initial_state``): kind
+    # "input" = torch.full over the neuron shape in the input's dtype, "float32" = the same in float32, "clone" =
+    # a clone of the parameter (its dtype and shape); the value is that parameter (None: zeros)
+    _initial_fields: dict[str, tuple[str, str | None]]
     _convert_alpha: bool = False  # LIFCell/LIF store torch.as_tensor(alpha); the others keep it as given
-    # Norse builds some initial states as float32 tensors (torch.full(..., v_leak, dtype=torch.float32)):
-    # on float64 input the initial v is then v_leak rounded to float32
-    _float32_initial_v: bool = False
 
     def _setup(self, p, dt, refractory_steps, backend, check_finite, record_states=None):
         nn.Module.__init__(self)  # the Norse base __init__ is not run: it would store p as a plain tuple
@@ -374,17 +379,17 @@ class _BlockNorseNeuron:
         return self._params_type(**tensors, method=self.method, alpha=self.alpha)
 
     def _engine_params(self, x: torch.Tensor) -> dict:
-        tensors = {name: getattr(self, name) for name in self._tensor_fields}
-        if all(t.dtype == x.dtype for t in tensors.values()):
-            return {**tensors, "dt": self.dt}
-        # Norse evaluates dt * rate in the parameters' dtype first (float32 for its defaults), then mixes
-        # in the input's dtype; the engine gets those products as rates with dt = 1 (exact: 1.0 * r == r)
-        # half-precision input: the parameters keep their (wider) dtype, as in Norse, and promote per operation
+        # Norse evaluates ``dt * rate`` first, a Python float times the parameter tensor (in the parameter's
+        # dtype: float32 for its defaults); the engine gets those very products as rates with dt = 1 (exact:
+        # 1.0 * r == r in any dtype). Half-precision input: the parameters keep their (wider) dtype, as in
+        # Norse, and promote per operation. Other dtype mixes are cast to the input's dtype.
         narrower = torch.promote_types(x.dtype, torch.float32) != x.dtype
         params = {}
-        for name, t in tensors.items():
-            value = (self.dt * t) if name in self._rate_fields else t
-            params[name] = value if narrower else value.to(x.dtype)
+        for name in self._tensor_fields:
+            value = getattr(self, name)
+            if name in self._rate_fields:
+                value = self.dt * value
+            params[name] = value if narrower or value.dtype == x.dtype else value.to(x.dtype)
         params["dt"] = 1.0
         return params
 
@@ -401,21 +406,34 @@ class _BlockNorseNeuron:
             values[name] = getattr(state, name)
         return values
 
+    def _norse_initial_state(self, x: torch.Tensor) -> dict:
+        """Norse's own initial state for the engine input ``x`` ([T, ...]), built as its class's ``initial_state``
+        builds it (``_initial_fields``), without its ``v.requires_grad = True`` (which torch.compile cannot trace)."""
+        state = {}
+        for name, (kind, source) in self._initial_fields.items():
+            value = getattr(self, source).detach() if source is not None else None
+            if kind == "clone":
+                state[name] = value.clone()
+                continue
+            dtype = x.dtype if kind == "input" else torch.float32
+            zeros = torch.zeros(x.shape[1:], dtype=dtype, device=x.device)
+            state[name] = zeros if value is None else zeros + value.to(dtype)  # torch.full(shape, value, dtype)
+        return state
+
     def _initial_state(self, x: torch.Tensor) -> dict | None:
         """The engine's initial state. Norse's ``initial_state`` marks ``v`` as requiring grad, so a native
         neuron's output has a graph even for input that has none (``z.sum().backward()`` works); ours does too.
         Only where nothing else gives the output a graph: a grad-requiring state costs the engine a backward
-        pass for a leaf nobody reads."""
-        needs_graph = torch.is_grad_enabled() and not (
-            x.requires_grad or any(getattr(self, name).requires_grad for name in self._tensor_fields)
-        )
-        if self._float32_initial_v and x.dtype != torch.float32:
-            # Norse's float32 initial state (see _float32_initial_v); v_leak is detached there too. Half
-            # input keeps it float32, as Norse does (the state then promotes the neuron to float32).
-            dtype = torch.promote_types(x.dtype, torch.float32)
-            zeros = torch.zeros(x.shape[1:], dtype=dtype, device=x.device)
-            v = zeros + self.v_leak.detach().to(torch.float32).to(dtype)
-            initial = {name: v if name == "v" else zeros for name in self._state_fields}
+        pass for a leaf nobody reads.
+
+        Outside float32 input with float32 parameters, Norse's own initial state as it builds it: its dtypes
+        and shapes decide how its first steps promote (LIFCell 1.0 and the LIF module: full float32 ``v`` and
+        ``i`` whatever the input's dtype; LIFBoxCell 1.1 and LIFCell 1.1: ``v`` a clone of ``v_leak``, 0-dim
+        float32 for Norse's defaults; LSNNCell: ``b`` the 0-dim ``v_th``), and the engine keeps them."""
+        tensors = [getattr(self, name) for name in self._tensor_fields]
+        needs_graph = torch.is_grad_enabled() and not (x.requires_grad or any(t.requires_grad for t in tensors))
+        if x.dtype != torch.float32 or any(t.dtype != x.dtype for t in tensors):
+            initial = self._norse_initial_state(x)
         elif needs_graph:
             initial = self.profile.initial_state(self._engine_params(x), x[0])
         else:
@@ -430,13 +448,10 @@ class _BlockNorseNeuron:
         out = {}
         for name, value in self._state_values(state).items():
             value = torch.as_tensor(value, device=x.device)
-            if value.dtype != x.dtype:
-                if torch.promote_types(value.dtype, x.dtype) != x.dtype:
-                    raise TypeError(
-                        f"state {name!r} has dtype {value.dtype}, wider than the input's {x.dtype}; "
-                        "convert the state or the input"
-                    )
-                value = value.to(x.dtype)  # exact (e.g. Norse's float32 initial current on float64 input)
+            if not value.is_floating_point():
+                value = value.to(x.dtype)
+            # a floating state keeps its dtype and shape: the engine's operations promote as Norse's do (a
+            # float32 state makes half-precision input compute in float32 from there on, as in Norse)
             out[name] = self._broadcast(name, value, shape)
         countdown = getattr(state, "refractory", None)
         if countdown is not None:
@@ -447,12 +462,16 @@ class _BlockNorseNeuron:
         return out
 
     def _broadcast(self, name, value, shape):
+        """``value`` checked to broadcast to the neuron shape (the engine expands it where that changes nothing)."""
         try:
-            return torch.broadcast_to(value, shape)
+            fits = torch.broadcast_shapes(value.shape, shape) == shape
         except RuntimeError:
+            fits = False
+        if not fits:
             raise ValueError(
                 f"state {name!r} of shape {tuple(value.shape)} does not fit the input's neuron shape {tuple(shape)}"
-            ) from None
+            )
+        return value
 
     def _output_state(self, final: dict):
         if self.refractory_steps > 0:
@@ -536,8 +555,9 @@ class _LIFBoxMixin(_BlockNorseNeuron):
     _state_fields = ("v",)
     _norse_state = LIFBoxFeedForwardState
     _block_state = BlockLIFBoxState
+    # LIFBoxCell 1.0: v = full(shape, v_leak, dtype=float32); 1.1: v = clone(v_leak). BlockLIFBox loops the cell.
+    _initial_fields = {"v": ("float32" if PROFILE_VERSION == "1.0" else "clone", "v_leak")}
     _accepts_integer_input = True
-    _float32_initial_v = PROFILE_VERSION == "1.0"  # LIFBoxCell 1.0: v = full(shape, v_leak, dtype=float32)
     reset_method = "value"
 
     def _configure(self, p):
@@ -601,6 +621,7 @@ class BlockLIFBox(_LIFBoxMixin, nn.Module):
         return None  # the engine starts from v = v_leak
 
 
+
 # ---------------------------------------------------------------------------------------------
 # LIF (current-based)
 # ---------------------------------------------------------------------------------------------
@@ -611,9 +632,10 @@ class _LIFMixin(_BlockNorseNeuron):
     _state_fields = ("v", "i")
     _norse_state = LIFFeedForwardState
     _block_state = BlockLIFState
+    # LIFCell 1.0: v = full(..., v_leak, dtype=float32); 1.1: v = clone(v_leak); i: float32 zeros in both
+    _initial_fields = {"v": ("float32" if PROFILE_VERSION == "1.0" else "clone", "v_leak"), "i": ("float32", None)}
     _accepts_integer_input = True
     _convert_alpha = True
-    _float32_initial_v = PROFILE_VERSION == "1.0"  # LIFCell 1.0: full(..., dtype=float32); 1.1: clone(v_leak)
 
 
 class BlockLIFCell(_LIFMixin, LIFCell):
@@ -637,7 +659,7 @@ class BlockLIF(_LIFMixin, LIF):
     does not pay for Norse's per-step ``input[ts]`` indexing (quadratic in T)."""
 
     _time_first = True
-    _float32_initial_v = True  # LIF.initial_state (1.0 and 1.1): torch.full(..., v_leak, dtype=torch.float32)
+    _initial_fields = {"v": ("float32", "v_leak"), "i": ("float32", None)}  # LIF (1.0 and 1.1): full float32
 
     def __init__(
         self,
@@ -661,6 +683,8 @@ class _LSNNMixin(_BlockNorseNeuron):
     _state_fields = ("v", "i", "b")
     _norse_state = LSNNFeedForwardState
     _block_state = BlockLSNNState
+    # LSNNCell (1.0 and 1.1): v, i in the input's dtype, b = v_th.detach() (the parameter itself, 0-dim)
+    _initial_fields = {"v": ("input", "v_leak"), "i": ("input", None), "b": ("clone", "v_th")}
 
     def _setup_lsnn(self, p, dt, refractory_steps, backend, check_finite, adjoint, record_states=None):
         if adjoint:
@@ -688,6 +712,7 @@ class BlockLSNN(_LSNNMixin, LSNN):
     """Norse ``LSNN`` (time-first ``LSNNCell``): the whole sequence in one engine call."""
 
     _time_first = True
+    _initial_fields = {"v": ("input", "v_leak"), "i": ("input", None), "b": ("input", "v_th")}  # LSNN: all full
 
     def __init__(
         self,
@@ -716,6 +741,7 @@ class BlockLIFRefracCell(_BlockNorseNeuron, LIFRefracCell):
     _lif_fields = ("tau_syn_inv", "tau_mem_inv", "v_leak", "v_th", "v_reset")
     _profile_name = "norse_lif_refrac"
     _state_fields = ("v", "i", "rho")
+    _initial_fields = {"v": ("input", "v_leak"), "i": ("input", None), "rho": ("input", None)}
     _norse_state = LIFRefracFeedForwardState
     _block_state = None
 

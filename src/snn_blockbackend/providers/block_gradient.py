@@ -30,6 +30,9 @@ def run_with_block_gradient(profile, p, x, refractory_steps, state):
         raise ValueError("grad='blocks' starts from the resting state; pass state=None")
     with torch.no_grad():
         exact_spikes, exact_membrane, final = run_generic(profile, p, x, refractory_steps, None)
+    # the gradient graph in the exact forward's dtype: a 0-dim parameter of another dtype (a Python float is
+    # float32 for half-precision input) keeps the input's dtype there, as in the forward (PyTorch's promotion)
+    p = {name: t.to(x.dtype) if t.dim() == 0 and t.dtype != x.dtype else t for name, t in p.items()}
     L = refractory_steps + 1
     shape = x.shape[1:]
     beta = p["beta"].expand(shape)

@@ -64,6 +64,16 @@ def _initial(profile, p, x, state):
 def prepare_fast(profile, p, x, state, L):
     """Shared set-up of the LIF fast path (torch and numba): its description, initial v and entry."""
     cfg = profile.fast_lif(p)
+    # A 0-dim parameter of another dtype (a Python float is float32 for half-precision input) meets the
+    # full-shape membrane in the fast-path profiles' operations as the first operand of a product
+    # (``beta * v``) or in a difference or comparison with it (``v - threshold``), where PyTorch rounds it to
+    # the membrane's dtype first; ``spike * graded`` and ``owed * threshold`` are exact products of a 0/1 factor.
+    # So the fast path computes with those parameters rounded (differentiably) to the input's dtype.
+    cfg = cfg._replace(**{
+        name: value.to(x.dtype)
+        for name, value in (("decay", cfg.decay), ("threshold", cfg.threshold), ("graded", cfg.graded))
+        if value is not None and value.dtype != x.dtype
+    })
     s, entry = _initial(profile, p, x, state)
     pending = profile.pending_reset(p, s)
     if pending is not None:  # an initial membrane above threshold owes a delayed reset at the first step
@@ -145,11 +155,14 @@ def run_generic(profile, p, x, refractory_steps, state):
     return torch.stack(spikes), torch.stack(membranes), {**s, "refractory": countdown}
 
 
-def _one_dtype(x, p, state) -> bool:
-    """Whether input, parameters and state share one dtype (the fast path's arithmetic assumes it; mixed dtypes
-    run the generic path, whose per-step operations promote as the native neuron's do)."""
-    tensors = [*p.values(), *(state or {}).values()]
-    return all(t.dtype == x.dtype for t in tensors if t.is_floating_point())
+def _fast_path_dtypes(x, p, state) -> bool:
+    """Whether the fast path computes this request as the profile's operations do: a full-shape state of the
+    input's dtype, and parameters of the input's dtype or 0-dim ones (rounded to it, see ``prepare_fast``).
+    Other mixes run the generic path, whose per-step operations promote as the native neuron's do."""
+    states = [t for t in (state or {}).values() if t.is_floating_point()]
+    if not all(t.dtype == x.dtype and t.shape == x.shape[1:] for t in states):
+        return False
+    return all(t.dtype == x.dtype or t.dim() == 0 for t in p.values() if t.is_floating_point())
 
 
 class TorchBlockProvider:
@@ -167,7 +180,7 @@ class TorchBlockProvider:
             from .block_gradient import run_with_block_gradient
 
             return run_with_block_gradient(profile, p, x, refractory_steps, state)
-        if profile.fast_lif_capable and isinstance(profile.surrogate, sg.Surrogate) and _one_dtype(x, p, state):
+        if profile.fast_lif_capable and isinstance(profile.surrogate, sg.Surrogate) and _fast_path_dtypes(x, p, state):
             return run_fast(profile, p, x, refractory_steps, state)
         if x.is_meta:
             raise NotImplementedError(

@@ -148,8 +148,9 @@ def test_a_new_neuron_is_one_profile(backend, dtype, R):
 
 
 def test_generated_source_is_readable_and_names_its_profile():
-    step = kernels.step_of(PROFILES["norse_lsnn"]())
-    for text in (emit_numba.source(step, torch.float32, "fast_sigmoid"), emit_triton.source(step, torch.float64, "fast_sigmoid")):
+    profile = PROFILES["norse_lsnn"]()
+    step32, step64 = kernels.step_of(profile, torch.float32), kernels.step_of(profile, torch.float64)
+    for text in (emit_numba.source(step32, torch.float32, "fast_sigmoid"), emit_triton.source(step64, torch.float64, "fast_sigmoid")):
         assert "norse_lsnn" in text and "def forward(" in text and "def backward_plain(" in text
         compile(text, "<generated>", "exec")  # valid Python
 
@@ -168,8 +169,8 @@ TRACED = %r
 checked = 0
 for name, options in TRACED:
     profile = PROFILES[name](**options)
-    step = kernels.step_of(profile)
     for dtype, fma in ((torch.float32, "fma.rn.f32"), (torch.float64, "fma.rn.f64")):
+        step = kernels.step_of(profile, dtype)
         module = cache.load(kernels.module_name("triton", step, dtype, profile.surrogate.kind),
                             lambda: emit_triton.source(step, dtype, profile.surrogate.kind))
         for function in ("forward", "forward_plain", "backward", "backward_plain"):

@@ -55,11 +55,11 @@ def _kernels(profile, providers) -> dict:
 
     kernels = {}
     for provider in providers:
-        hand_written = getattr(provider, "hand_written", None)
-        if hand_written is None:
+        if provider.name not in ("numba", "triton"):
             continue
         device = torch.device("cpu" if provider.name == "numba" else "cuda")
         refusal = provider.supports(profile, device, "exact")
+        hand_written = getattr(provider, "hand_written", lambda profile: False)
         kernels[provider.name] = refusal or ("hand-written (generated too)" if hand_written(profile) else "generated")
     return kernels
 
@@ -105,7 +105,7 @@ def print_kernel(name: str) -> None:
     from .kernels import emit_numba, emit_triton
 
     profile = make_profile(name)
-    step = kernels.step_of(profile)
+    step = kernels.step_of(profile, torch.float32)
     sys.stdout.write(step.listing() + "\n\n")
     for emit in (emit_numba, emit_triton):
         sys.stdout.write(emit.source(step, torch.float32, profile.surrogate.kind) + "\n")

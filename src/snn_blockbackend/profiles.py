@@ -51,42 +51,6 @@ class AdaptiveLIFSpec(NamedTuple):
     adaptation_strength: torch.Tensor
 
 
-class CurrentLIFSpec(NamedTuple):
-    """A current-based LIF for the compiled kernels (``providers.numba_current_lif``), with its rates as
-    Norse evaluates them (``rate_m = dt*tau_mem_inv``, ``rate_s = -dt*tau_syn_inv``); ``input_after``: the
-    input joins the current after the update (Norse 1.0, LSNN). With ``rate_a`` (``dt*tau_adapt_inv``) and
-    ``jump`` the threshold adapts (LSNN). Tensors carry their autograd history."""
-
-    rate_m: torch.Tensor
-    rate_s: torch.Tensor
-    v_leak: torch.Tensor
-    v_th: torch.Tensor
-    v_reset: torch.Tensor
-    input_after: bool
-    rate_a: torch.Tensor | None = None
-    jump: torch.Tensor | None = None
-
-
-class NeuronKernelSpec(NamedTuple):
-    """A one-variable neuron for the compiled kernels (``providers.numba_neurons``): per step
-    ``h = charge(v, x)``, spike iff ``h - threshold`` > 0 (``strict``) or >= 0, then a hard reset to
-    ``reset_value`` (``S*Vr + (1-S)*h``) or a soft one (``h - S*threshold``), the spike detached from the
-    reset's gradient with ``detach_reset``. ``charge`` names the operation order (c = ``coefficient``,
-    o = ``charge_offset``, l = ``v_leak``): "tau_decay_input" ``v + (x - (v - o))/c``, "tau"
-    ``(v - (v - o)/c) + x``, "decay_decay_input" ``v + (x - (v - o))*c``, "decay" ``(v - (v - o)*c) + x``,
-    "linear" ``v*c + x``, "leaky_rate" ``v + c*((x + l) - v)``. Tensors carry their autograd history."""
-
-    charge: str
-    coefficient: torch.Tensor
-    charge_offset: float  # a constant of the profile, rounded to the input dtype like a Python scalar operand
-    v_leak: torch.Tensor | None
-    threshold: torch.Tensor
-    soft_reset: bool
-    reset_value: torch.Tensor | None  # hard reset target (None for the soft reset)
-    detach_reset: bool
-    strict: bool
-
-
 class NeuronProfile:
     name: str = "abstract"
     state_names: tuple[str, ...] = ("v",)
@@ -291,7 +255,6 @@ class SnnTorchLeaky(NeuronProfile):
         return s["v"] - p["threshold"] > 0
 
 
-
 # ---------------------------------------------------------------------------------------------
 # SpikingJelly LIFNode / ParametricLIFNode
 # ---------------------------------------------------------------------------------------------
@@ -389,31 +352,6 @@ class SpikingJellyLIF(NeuronProfile):
             return {"v": h - s * p["v_threshold"]}
         return {"v": s * self.v_reset + (1.0 - s) * h}
 
-    def kernel_spec(self, p: Params) -> NeuronKernelSpec:
-        """This neuron for the compiled kernels: the same operations as ``charge`` and ``reset``."""
-        vr = 0.0 if self.v_reset is None else self.v_reset
-        legacy_reset0 = self.version == "0.0.0.0.14" and vr == 0.0
-        threshold = p["v_threshold"]
-        if self.parametric:
-            d = p["decay"]
-            if self.decay_input:  # legacy form v + (x - v)*d is the same operations with Vr = 0
-                charge, coefficient = "decay_decay_input", d
-            elif legacy_reset0:
-                charge, coefficient = "linear", 1.0 - d
-            else:
-                charge, coefficient = "decay", d
-        elif self.decay_input:
-            charge, coefficient = "tau_decay_input", p["tau"]
-        elif legacy_reset0:
-            charge, coefficient = "linear", (1.0 - 1.0 / p["tau"].to(torch.float64)).to(threshold.dtype)
-        else:
-            charge, coefficient = "tau", p["tau"]
-        reset_value = None if self.v_reset is None else torch.full((), self.v_reset, dtype=threshold.dtype)
-        return NeuronKernelSpec(
-            charge, coefficient, vr, None, threshold, self.v_reset is None, reset_value, self.detach_reset, False
-        )
-
-
 # ---------------------------------------------------------------------------------------------
 # Norse (1.0.x / 1.1.x)
 # ---------------------------------------------------------------------------------------------
@@ -484,15 +422,6 @@ class NorseLIFBox(_NorseProfile):
             return {"v": (1 - spike) * v + spike * (v - p["v_th"])}
         return {"v": (1 - spike) * v + spike * p["v_reset"]}
 
-    def kernel_spec(self, p: Params) -> NeuronKernelSpec:
-        """This neuron for the compiled kernels (rate ``dt*tau_mem_inv`` evaluated first, as in ``charge``)."""
-        rate = p["dt"] * p["tau_mem_inv"]
-        soft = self.reset_method == "subtract"
-        return NeuronKernelSpec(
-            "leaky_rate", rate, 0.0, p["v_leak"], p["v_th"], soft, None if soft else p["v_reset"], False, True
-        )
-
-
 class NorseLIF(_NorseProfile):
     """Norse current-based ``LIFCell`` (``lif_feed_forward_step``). Version "1.1":
     ``i += x; v' = v + dt*tau_mem_inv*((v_leak - v) + i); i += -dt*tau_syn_inv*i``; version "1.0"
@@ -536,14 +465,6 @@ class NorseLIF(_NorseProfile):
     def reset(self, p, prev, charged, spike):
         return {"v": (1 - spike) * charged["v"] + spike * p["v_reset"], "i": charged["i"]}
 
-    def current_lif_spec(self, p: Params) -> CurrentLIFSpec:
-        """This neuron for the compiled kernels (the rates computed as in ``charge``)."""
-        return CurrentLIFSpec(
-            p["dt"] * p["tau_mem_inv"], -p["dt"] * p["tau_syn_inv"], p["v_leak"], p["v_th"], p["v_reset"],
-            self.version == "1.0",
-        )
-
-
 class NorseLIFRefrac(NorseLIF):
     """Norse ``LIFRefracCell`` (``lif_refrac_feed_forward_step``) including its gradient; run it with
     ``refractory_steps=0``: the refractory period is the profile's own counter ``rho`` (parameter
@@ -559,7 +480,6 @@ class NorseLIFRefrac(NorseLIF):
     name = "norse_lif_refrac"
     state_names = ("v", "i", "rho")
     held = frozenset()
-    current_lif_spec = None  # its own refractory counter carries gradient: no compiled kernel
     param_defaults = {**NorseLIF.param_defaults, "rho_reset": 5.0}
 
     def initial_state(self, p, x0):
@@ -639,14 +559,6 @@ class NorseLSNN(_NorseProfile):
             "i": charged["i"],
             "b": charged["b"] + spike * p["beta"],
         }
-
-    def current_lif_spec(self, p: Params) -> CurrentLIFSpec:
-        """This neuron for the compiled kernels (the rates computed as in ``charge``)."""
-        return CurrentLIFSpec(
-            p["dt"] * p["tau_mem_inv"], -p["dt"] * p["tau_syn_inv"], p["v_leak"], p["v_th"], p["v_reset"],
-            True, p["dt"] * p["tau_adapt_inv"], p["beta"],
-        )
-
 
 @dataclass(frozen=True)
 class ProfileInfo:

@@ -1,11 +1,13 @@
 """Kernels generated from the neuron profiles: one description (the profile's per-step methods, traced by
 ``trace``), every target (``emit_numba``, ``emit_triton``), compiled modules cached on disk (``cache``).
 
-``step_of(profile)`` traces a profile once per configuration; operators receive the step's ``key`` (a string)
+``step_of(profile, dtype)`` traces a profile once per configuration and dtype; operators receive the step's ``key`` (a string)
 and find the step again with ``registered(key)``.
 """
 
 from __future__ import annotations
+
+import torch
 
 from .trace import Step, TraceError, trace
 
@@ -13,12 +15,12 @@ _STEPS: dict[str, Step] = {}
 _BY_PROFILE: dict[tuple, Step] = {}
 
 
-def step_of(profile) -> Step:
-    """The traced step of ``profile`` (cached per profile class and configuration)."""
-    ident = (type(profile), profile.describe())
+def step_of(profile, dtype=torch.float32) -> Step:
+    """The traced step of ``profile`` for ``dtype`` storage (cached per profile class, configuration and dtype)."""
+    ident = (type(profile), profile.describe(), dtype)
     step = _BY_PROFILE.get(ident)
     if step is None:
-        step = trace(profile)
+        step = trace(profile, dtype)
         _BY_PROFILE[ident] = step
         _STEPS[step.key] = step
     return step
@@ -27,7 +29,8 @@ def step_of(profile) -> Step:
 def traceable(profile) -> str | None:
     """Why ``profile`` cannot be generated into kernels, or None when it can."""
     try:
-        step_of(profile)
+        for dtype in (torch.float32, torch.float64):
+            step_of(profile, dtype)
     except TraceError as error:
         return f"{profile.describe()} is not expressible as a generated kernel: {error}"
     return None

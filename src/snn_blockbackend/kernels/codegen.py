@@ -30,17 +30,44 @@ def rounded(value: float, dtype: torch.dtype) -> float:
     return float(torch.tensor(value, dtype=torch.float64).to(dtype))
 
 
-def forward_statements(step: Step, d: Dialect, dtype: torch.dtype, leaf: Callable[[Node], str]) -> list[str]:
+def invariant(step: Step) -> list[bool]:
+    """Operations whose value depends on parameters (and constants) only: the same at every step."""
+    out = []
+    for n in step.nodes:
+        if n.kind in ("param", "const"):
+            out.append(True)
+        else:
+            out.append(n.kind in OPS_OF_VALUES and all(out[a] for a in n.args))
+    return out
+
+
+OPS_OF_VALUES = (*BINARY, "neg", "relu", "detach", "cast64", "cast")
+
+
+def hoisted(step: Step) -> list[int]:
+    """The used operations worth computing once before the time loop (invariant, not a bare leaf or constant)."""
+    keep, inv = used(step), invariant(step)
+    return [k for k, n in enumerate(step.nodes) if keep[k] and inv[k] and n.kind not in ("param", "const")]
+
+
+def forward_statements(
+    step: Step, d: Dialect, dtype: torch.dtype, leaf: Callable[[Node], str], given: dict[int, str] | None = None,
+    only: set[int] | None = None,
+) -> list[str]:
     """``n<k> = ...`` for every used node, in evaluation order, in the storage dtype (float64 where wide).
-    ``leaf(node)`` writes the expression of a leaf (x, state, param, live)."""
+    ``leaf(node)`` writes the expression of a leaf (x, state, param, live); ``given`` maps nodes to expressions
+    computed elsewhere (hoisted values); ``only`` restricts the statements to those nodes."""
     keep = used(step)
+    given = given or {}
     zero, one = d.const(0.0, False), d.const(1.0, False)
     lines = []
     for k, n in enumerate(step.nodes):
-        if not keep[k]:
+        if not keep[k] or (only is not None and k not in only):
             continue
         a = [f"n{i}" for i in n.args]
-        if n.kind == "const":
+        if k in given:
+            expr = given[k]
+        elif n.kind == "const":
             expr = d.const(n.value if n.wide else rounded(n.value, dtype), n.wide)
         elif n.kind in ("x", "state", "param", "live"):
             expr = leaf(n)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .codegen import Dialect, adjoint_statements, forward_statements, surrogate_derivative
+from .codegen import Dialect, adjoint_statements, forward_statements, hoisted, surrogate_derivative
 from .trace import Step
 
 _DTYPES = {torch.float32: "np.float32", torch.float64: "np.float64"}
@@ -47,6 +47,16 @@ def saved_state(step: Step) -> tuple[str, ...]:
     return tuple(name for name in step.state if step.new_state[name] != step.membrane)
 
 
+def _ancestors(step: Step, k: int) -> set[int]:
+    out, stack = set(), list(step.nodes[k].args)
+    while stack:
+        a = stack.pop()
+        if a not in out:
+            out.add(a)
+            stack.extend(step.nodes[a].args)
+    return out
+
+
 def _indent(lines, depth):
     return [" " * (4 * depth) + line for line in lines]
 
@@ -63,7 +73,16 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     def leaf_backward(node):
         return {"x": "xr[i]", "live": "live", "state": f"pv_{node.name}[i]", "param": f"pc_{node.name}[i]"}[node.kind]
 
-    body_fwd = forward_statements(step, DIALECT, dtype, leaf_forward)
+    # operations on parameters only (Norse's dt*tau_mem_inv, ...): computed once per chunk, read per step
+    lifted = hoisted(step)
+    needed = {a for k in lifted for a in _ancestors(step, k)} | set(lifted)
+    body_fwd = forward_statements(step, DIALECT, dtype, leaf_forward, given={k: f"hc_{k}[i]" for k in lifted})
+    lift = [
+        *(f"        hc_{k} = np.empty(width, dtype={'np.float64' if step.nodes[k].wide else 'DT'})" for k in lifted),
+        "        for i in range(width):",
+        *_indent(forward_statements(step, DIALECT, dtype, leaf_forward, only=needed), 3),
+        *(f"            hc_{k}[i] = n{k}" for k in lifted),
+    ] if lifted else []
     zero = DIALECT.const(0.0, False)
 
     def forward(plain: bool) -> list[str]:
@@ -82,6 +101,7 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
             # chunk-local copies: fresh arrays LLVM knows alias nothing, so the neuron loop vectorizes cheaply
             *(f"        pc_{p} = p_{p}[lo:lo + width].copy()" for p in params),
             "        hi = lo + width",
+            *lift,
             "        for t in range(T):",
             "            xr, Sr, Mr = x[t, lo:hi], S[t, lo:hi], M[t, lo:hi]",
             *(f"            svr_{s} = sv_{s}[t, lo:hi]" for s in saved),

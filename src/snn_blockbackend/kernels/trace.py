@@ -84,7 +84,8 @@ def _describe(n: Node) -> str:
 
 
 class _Graph:
-    def __init__(self):
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype  # the storage dtype (float32 or float64)
         self.nodes: list[Node] = []
         self.index: dict[Node, int] = {}
         self.params: list[str] = []
@@ -114,7 +115,10 @@ class Sym:
 
     @property
     def dtype(self):
-        return torch.float64 if self.node.wide else _STORAGE
+        return torch.float64 if self.node.wide else self._graph.dtype
+
+    def dim(self) -> int:
+        return 0  # a traced value is one neuron's scalar
 
     def _operand(self, other) -> "Sym":
         if isinstance(other, Sym):
@@ -162,7 +166,10 @@ class Sym:
         return self._graph.add(Node("detach", (self._index,), wide=self.node.wide))
 
     def to(self, dtype):
-        wide = dtype == torch.float64
+        # "wide": computed in float64 while the storage dtype is narrower; for float64 storage nothing is wide
+        wide = dtype == torch.float64 and self._graph.dtype != torch.float64
+        if dtype not in (torch.float64, self._graph.dtype):
+            raise TraceError(f"a cast to {dtype} in a {self._graph.dtype} kernel")
         if wide == self.node.wide:
             return self
         return self._graph.add(Node("cast64" if wide else "cast", (self._index,), wide=wide))
@@ -196,9 +203,6 @@ class Sym:
     __lt__ = __le__ = __gt__ = __ge__ = _compare
 
 
-_STORAGE = object()  # the dtype a traced value reports (the kernel's storage dtype, fixed at launch)
-
-
 class _Params(dict):
     """Parameters as traced leaves, recording the order in which the profile reads them."""
 
@@ -213,19 +217,20 @@ class _Params(dict):
         return value
 
 
-def trace(profile) -> Step:
+def trace(profile, dtype: torch.dtype = torch.float32) -> Step:
     """Trace one time step of ``profile`` (its per-step methods, with the engine's refractory rule around them,
-    as ``providers.reference.run_reference`` composes them)."""
+    as ``providers.reference.run_reference`` composes them), for ``dtype`` storage (a profile may compute part
+    of a step in float64, e.g. SpikingJelly 0.0.0.0.14's ``1 - 1/tau``, which is wide only in a float32 kernel)."""
     try:
-        return _trace(profile)
+        return _trace(profile, dtype)
     except TraceError:
         raise
     except (TypeError, AttributeError, KeyError) as error:  # an operation Sym does not model
         raise TraceError(f"{type(error).__name__}: {error}") from error
 
 
-def _trace(profile) -> Step:
-    g = _Graph()
+def _trace(profile, dtype) -> Step:
+    g = _Graph(dtype)
     p = _Params(g)
     prev = {name: g.add(Node("state", name=name)) for name in profile.state_names}
     x = g.add(Node("x"))
@@ -243,7 +248,7 @@ def _trace(profile) -> Step:
         if not isinstance(value, Sym):
             raise TraceError(f"{profile.describe()}: a step output is not a traced value ({value!r})")
     return Step(
-        profile.describe(), g.nodes, tuple(profile.state_names), tuple(g.params),
+        f"{profile.describe()}, {str(dtype).replace('torch.', '')}", g.nodes, tuple(profile.state_names), tuple(g.params),
         {name: s._index for name, s in new_state.items()}, spike._index, emitted._index, membrane._index,
     )  # fmt: skip
 

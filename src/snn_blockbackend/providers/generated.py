@@ -81,7 +81,7 @@ def register(forward, backward, backend: str) -> None:
 
 def run(forward, profile, p, x, refractory_steps, state):
     """A provider's ``run`` through its generated-kernel ``forward`` operator (``p``: prepared parameters)."""
-    step = kernels.step_of(profile)
+    step = kernels.step_of(profile, x.dtype)
     s, countdown = initial_state(profile, p, x, state)
     surrogate, shape = profile.surrogate, x.shape[1:]
     S, M, _, countdown, *rest = forward(

@@ -151,7 +151,7 @@ def test_generated_source_is_readable_and_names_its_profile():
     profile = PROFILES["norse_lsnn"]()
     step32, step64 = kernels.step_of(profile, torch.float32), kernels.step_of(profile, torch.float64)
     for text in (emit_numba.source(step32, torch.float32, "fast_sigmoid"), emit_triton.source(step64, torch.float64, "fast_sigmoid")):
-        assert "norse_lsnn" in text and "def forward(" in text and "def backward_plain(" in text
+        assert "norse_lsnn" in text and "def forward(" in text and "def backward(" in text
         compile(text, "<generated>", "exec")  # valid Python
 
 
@@ -173,7 +173,7 @@ for name, options in TRACED:
         step = kernels.step_of(profile, dtype)
         module = cache.load(kernels.module_name("triton", step, dtype, profile.surrogate.kind),
                             lambda: emit_triton.source(step, dtype, profile.surrogate.kind))
-        for function in ("forward", "forward_plain", "backward", "backward_plain"):
+        for function in ("forward", "backward"):
             fn = getattr(module, function)
             signature = emit_triton.signature(step, dtype, function)
             source = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index("BLOCK"),): 128})
@@ -190,7 +190,7 @@ print("compiled", checked)
 @pytest.mark.skipif("triton" not in plugins.providers(), reason="the Triton provider is not registered")
 def test_generated_triton_kernels_compile_for_a_gpu_without_fused_multiply_add():
     """Every generated Triton kernel (each profile configuration, float32 for sm_90 and float64 for sm_80, the
-    four functions) compiles to PTX without a GPU, and no forward contains an ``fma``: the reference's rounding."""
+    two functions) compiles to PTX without a GPU, and no forward contains an ``fma``: the reference's rounding."""
     pytest.importorskip("triton.backends.nvidia", reason="triton without its CUDA backend cannot compile for a GPU")
     done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT % (TRACED,)], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0 and f"compiled {len(TRACED) * 2 * 4}" in done.stdout, (done.stdout + done.stderr)[-3000:]
+    assert done.returncode == 0 and f"compiled {len(TRACED) * 2 * 2}" in done.stdout, (done.stdout + done.stderr)[-3000:]

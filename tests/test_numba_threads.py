@@ -38,8 +38,11 @@ SIDE_EFFECTS = textwrap.dedent(
     out = block_neuron(inputs, "snntorch_leaky", {"beta": 0.9}, refractory_steps=2, backend="numba")
     out.spikes.sum().backward()
     after = torch_only()
-    print(json.dumps({"threads_after": torch.get_num_threads(), "ratio": after / before,
-                      "layer": numba.threading_layer()}))
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # numba's parallel threading layer was never started
+        layer = None
+    print(json.dumps({"threads_after": torch.get_num_threads(), "ratio": after / before, "layer": layer}))
     """
 )
 
@@ -52,7 +55,7 @@ def test_kernels_keep_torch_threads_and_speed(threads):
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["layer"] == "workqueue"
+    assert result["layer"] is None  # our kernels run on Python threads (providers.numba_threads.run_chunks)
     assert result["threads_after"] == threads
     # with numba's OpenMP layer the same torch ops ran 2-50x slower after a kernel; noise stays well below 1.5x
     assert result["ratio"] < 1.5, result
@@ -87,7 +90,7 @@ CONCURRENT = textwrap.dedent(
 
 
 def test_kernels_from_several_python_threads():
-    """workqueue aborts the process when two threads launch at once; our launches are serialised."""
+    """Several Python threads launching kernels at once (numba's workqueue layer aborted the process there)."""
     env = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
     done = subprocess.run([sys.executable, "-c", CONCURRENT], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
@@ -95,14 +98,20 @@ def test_kernels_from_several_python_threads():
 
 
 def test_user_choice_of_threading_layer_is_kept():
+    """A user's own parallel numba code keeps the layer they chose, and our kernels keep PyTorch's thread count."""
     env = {**os.environ, "NUMBA_THREADING_LAYER": "omp"}
     code = (
-        "import torch, numba\nfrom snn_blockbackend import block_neuron\n"
+        "import torch, numba, numpy as np\nfrom snn_blockbackend import block_neuron\n"
         "torch.set_num_threads(1)\n"
         "block_neuron(torch.randn(20, 2, 8), 'paper', {'beta': 0.9}, backend='numba')\n"
-        "print(numba.threading_layer(), torch.get_num_threads())"
+        "print(torch.get_num_threads())\n"
+        "@numba.njit(parallel=True)\ndef users(a):\n    for i in numba.prange(a.shape[0]):\n        a[i] += 1\n"
+        "users(np.zeros(100))\n"
+        "block_neuron(torch.randn(20, 2, 8), 'paper', {'beta': 0.9}, backend='numba')\n"
+        "print(numba.threading_layer())"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
-    # the user's layer, and PyTorch's thread count restored after the launch even under OpenMP
-    assert done.stdout.split() == ["omp", "1"]
+    # PyTorch's thread count untouched by our kernel, and the user's layer for the user's parallel code (whose
+    # OpenMP pool may then change PyTorch's threads: numba's behaviour, not ours)
+    assert done.stdout.split() == ["1", "omp"]

@@ -1,7 +1,7 @@
 """numba source for a traced step (``trace.Step``): a forward and a BPTT backward over [T, N] rows.
 
-Layout (as the hand-written kernels had it): neurons are cut into chunks run in parallel (``numba.prange``);
-within a chunk the time loop is outside and a branch-free loop over the chunk's neurons inside, so rows are
+Layout: neurons are cut into chunks, run in parallel by ``providers.numba_threads.run_chunks`` (each generated
+function handles one chunk; the source is written with ``numba.prange`` over chunks and split); within a chunk the time loop is outside and a branch-free loop over the chunk's neurons inside, so rows are
 read and written contiguously and the neuron loop can vectorize. No fast-math: every operation is rounded as
 written (no contraction into fused multiply-adds), which keeps the forward bitwise equal to the reference.
 
@@ -85,10 +85,9 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     ] if lifted else []
     zero = DIALECT.const(0.0, False)
 
-    def forward(plain: bool) -> list[str]:
-        # plain: R = 0, no neuron is ever refractory (every select on "live" folds away, no flags are stored)
+    def forward() -> list[str]:
         return [
-            f"def forward{'_plain' if plain else ''}(x, countdown0, R, chunk, {', '.join(f's0_{s}' for s in states)}, "
+            f"def forward(x, countdown0, R, chunk, {', '.join(f's0_{s}' for s in states)}, "
             f"{''.join(f'p_{p}, ' for p in params)}S, M, F, countdown_out, {', '.join(f'f_{s}' for s in states)}"
             f"{''.join(f', sv_{s}' for s in saved)}):",
             "    T, N = x.shape",
@@ -105,22 +104,20 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
             "        for t in range(T):",
             "            xr, Sr, Mr = x[t, lo:hi], S[t, lo:hi], M[t, lo:hi]",
             *(f"            svr_{s} = sv_{s}[t, lo:hi]" for s in saved),
-            *([] if plain else ["            Fr = F[t, lo:hi]"]),
+            "            Fr = F[t, lo:hi]",
             "            for i in range(width):",
-            "                n = lo + i",
-            *(["                live = True"] if plain else ["                count = cd[i]", "                live = count <= zero32"]),
+            "                count = cd[i]",
+            "                live = count <= zero32",
             *_indent(body_fwd, 4),
-            *([] if plain else [
-                # integer arithmetic, no select: a select on the spike here kept the loop from vectorizing (3x slower)
-                "                down = count - np.int32(count > zero32)",
-                f"                fired = np.int32(n{step.spike} != {zero})",
-                "                cd[i] = fired * R32 + (one32 - fired) * down",
-            ]),
+            # integer arithmetic, no select: a select on the spike here kept the loop from vectorizing (3x slower)
+            "                down = count - np.int32(count > zero32)",
+            f"                fired = np.int32(n{step.spike} != {zero})",
+            "                cd[i] = fired * R32 + (one32 - fired) * down",
             *(f"                st_{s}[i] = n{step.new_state[s]}" for s in states),
             f"                Sr[i] = n{step.emitted}",
             f"                Mr[i] = n{step.membrane}",
             *(f"                svr_{s}[i] = n{step.new_state[s]}" for s in saved),
-            *([] if plain else ["                Fr[i] = np.uint8(live)"]),
+            "                Fr[i] = np.uint8(live)",
             "        for i in range(width):",
             *(f"            f_{s}[lo + i] = st_{s}[i]" for s in states),
             "            countdown_out[lo + i] = cd[i]",
@@ -142,9 +139,9 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         prev_rows.append(f"            pv_{s} = {stored}[t - 1, lo:hi] if t > 0 else s0_{s}[lo:hi]")
     body_bwd = forward_statements(step, DIALECT, dtype, leaf_backward)
 
-    def backward(plain: bool) -> list[str]:
+    def backward() -> list[str]:
         return [
-            f"def backward{'_plain' if plain else ''}(gS, gS_uniform, gM, gM_uniform, x, F, chunk, sgc, M, "
+            f"def backward(gS, gS_uniform, gM, gM_uniform, x, F, chunk, sgc, M, "
             f"{', '.join(f's0_{s}' for s in states)}, {''.join(f'sv_{s}, ' for s in saved)}"
             f"{''.join(f'p_{p}, ' for p in params)}{', '.join(f'gf_{s}' for s in states)}, gx, "
             f"{', '.join(f'g0_{s}' for s in states)}{''.join(f', gp_{p}' for p in params)}):",
@@ -159,12 +156,12 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
             "        hi = lo + width",
             "        for t in range(T - 1, -1, -1):",
             "            xr, gxr = x[t, lo:hi], gx[t, lo:hi]",
-            *([] if plain else ["            Fr = F[t, lo:hi]"]),
+            "            Fr = F[t, lo:hi]",
             "            gSr = gS[0 if gS_uniform else t, lo:hi]",
             "            gMr = gM[0 if gM_uniform else t, lo:hi]",
             *prev_rows,
             "            for i in range(width):",
-            "                live = True" if plain else "                live = Fr[i] != 0",
+            "                live = Fr[i] != 0",
             *(f"                ga_{s} = a_{s}[i]" for s in states),
             *_indent(body_bwd, 4),
             *_indent(adjoint, 4),
@@ -193,8 +190,17 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         "",
         "",
     ]
-    jit = "@numba.njit(parallel=True, cache=True, error_model='numpy')"
     parts = [header]
-    for function in (forward(False), forward(True), backward(False), backward(True)):
-        parts += [[jit], function, ["", ""]]
+    for function in (forward(), backward()):
+        parts += [["@numba.njit(cache=True, nogil=True, error_model='numpy')"], _chunk_function(function), ["", ""]]
     return "\n".join(line for part in parts for line in part)
+
+
+def _chunk_function(lines: list[str]) -> list[str]:
+    """The body of ``for c in numba.prange(chunks)`` as a serial function of one chunk, ``<name>_chunk(lo, width,
+    ...)``: ``providers.numba_threads.run_chunks`` runs the chunks on PyTorch's thread budget (numba's parallel
+    threading layer is never started, and serial kernels compile in a third of the time)."""
+    name, args = lines[0][len("def "):].split("(", 1)
+    loop = next(k for k, line in enumerate(lines) if "numba.prange" in line)
+    body = lines[loop + 3:]  # after "lo = c * chunk" and "width = ..."
+    return [f"def {name}_chunk(lo, width, {args}", *lines[1:loop], *(line[4:] for line in body)]

@@ -3,8 +3,7 @@
 One program per block of ``BLOCK`` neurons, the time loop inside, state and parameters in registers. Launch
 with ``enable_fp_fusion=False``: every operation rounded as written (no fused multiply-add), so the forward is
 bitwise the reference on the same device. The layout of the stored arrays is ``emit_numba``'s (spikes,
-membranes, the other state variables per step, one live byte per step when R > 0); ``*_plain`` variants are
-for R = 0 (no neuron is ever refractory).
+membranes, the other state variables and one live byte per step).
 """
 
 from __future__ import annotations
@@ -91,23 +90,23 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         *load_params,
     ]
 
-    def forward(plain: bool) -> list[str]:
+    def forward() -> list[str]:
         return [
-            f"def forward{'_plain' if plain else ''}({', '.join(forward_args(step)[:-1])}, BLOCK: tl.constexpr):",
+            f"def forward({', '.join(forward_args(step)[:-1])}, BLOCK: tl.constexpr):",
             *head,
             *(f"    st_{s} = tl.load(s0_{s}_ptr + offs, mask=mask, other=0.0)" for s in states),
             "    cd = tl.load(countdown0_ptr + offs, mask=mask, other=0).to(tl.int32)",
             "    for t in range(T):",
             "        row = t * N64 + offs",
             "        xr = tl.load(x_ptr + row, mask=mask, other=0.0)",
-            "        live = offs >= 0" if plain else "        live = cd <= 0",
+            "        live = cd <= 0",
             *_indent(body, 2),
-            *([] if plain else [f"        cd = tl.where(n{step.spike} != {zero}, R, tl.maximum(cd - 1, 0))"]),
+            f"        cd = tl.where(n{step.spike} != {zero}, R, tl.maximum(cd - 1, 0))",
             *(f"        st_{s} = n{step.new_state[s]}" for s in states),
             f"        tl.store(S_ptr + row, n{step.emitted}, mask=mask)",
             f"        tl.store(M_ptr + row, n{step.membrane}, mask=mask)",
             *(f"        tl.store(sv_{s}_ptr + row, n{step.new_state[s]}, mask=mask)" for s in saved),
-            *([] if plain else ["        tl.store(F_ptr + row, live.to(tl.uint8), mask=mask)"]),
+            "        tl.store(F_ptr + row, live.to(tl.uint8), mask=mask)",
             *(f"    tl.store(f_{s}_ptr + offs, st_{s}, mask=mask)" for s in states),
             "    tl.store(countdown_out_ptr + offs, cd.to(tl.int64), mask=mask)",
         ]
@@ -121,14 +120,14 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     by_leaf = {(step.nodes[k].kind, step.nodes[k].name): g for k, g in leaves.items()}
     zero64 = d.const(0.0, True)
 
-    def backward(plain: bool) -> list[str]:
+    def backward() -> list[str]:
         prev = []
         for s in states:
             stored = "M_ptr" if s == membrane_var else f"sv_{s}_ptr"
             prev += [f"        st_{s} = tl.load({stored} + prev_row, mask=mask, other=0.0)",
                      f"        st_{s} = tl.where(t > 0, st_{s}, s0_{s})"]  # fmt: skip
         return [
-            f"def backward{'_plain' if plain else ''}({', '.join(backward_args(step)[:-1])}, BLOCK: tl.constexpr):",
+            f"def backward({', '.join(backward_args(step)[:-1])}, BLOCK: tl.constexpr):",
             *head,
             *(f"    c{k} = tl.load(sgc_ptr + {k})" for k in range(5)),
             *(f"    s0_{s} = tl.load(s0_{s}_ptr + offs, mask=mask, other=0.0)" for s in states),
@@ -140,7 +139,7 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
             "        xr = tl.load(x_ptr + row, mask=mask, other=0.0)",
             "        gSr = tl.load(gS_ptr + t * gS_stride + offs, mask=mask, other=0.0)",
             "        gMr = tl.load(gM_ptr + t * gM_stride + offs, mask=mask, other=0.0)",
-            "        live = offs >= 0" if plain else "        live = tl.load(F_ptr + row, mask=mask, other=0) != 0",
+            "        live = tl.load(F_ptr + row, mask=mask, other=0) != 0",
             "        prev_row = tl.maximum(t - 1, 0) * N64 + offs  # step 0 reads row 0, replaced by s0 below",
             *prev,
             *_indent(body, 2),
@@ -163,6 +162,6 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         "",
     ]
     parts = [header]
-    for function in (forward(False), forward(True), backward(False), backward(True)):
+    for function in (forward(), backward()):
         parts += [["@triton.jit"], function, ["", ""]]
     return "\n".join(line for part in parts for line in part)

@@ -7,8 +7,7 @@ two launches (forward and backward) as ``torch.library`` operators with these sc
     <backend>_generated_backward(g_spikes?, g_membrane?, g_finals: list, x, M, F, state0: list, saved: list,
                                  params: list, kernel, sg_kind, sg_args) -> [dL/dx, *dL/dstate0, *dL/dparams]
 
-``kernel`` is the traced step's key (``kernels.registered``); the live flags are [T, N] uint8, or [0, N] for
-R = 0, where no neuron is ever refractory and the kernels' ``*_plain`` variants run.
+``kernel`` is the traced step's key (``kernels.registered``); the live flags are [T, N] uint8 (1: not refractory).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ def generated_only() -> bool:
 def _fake_forward(x, state0, params, countdown0, refractory_steps, kernel, sg_kind, sg_args):
     step = kernels.registered(kernel)
     T, N = x.shape[0], x[0].numel()
-    flags = x.new_empty((T if refractory_steps else 0, N), dtype=torch.uint8)
+    flags = x.new_empty((T, N), dtype=torch.uint8)
     return [
         x.new_empty((T, N)), x.new_empty((T, N)), flags, x.new_empty(N, dtype=torch.int64),
         *(x.new_empty(N) for _ in step.state), *(x.new_empty((T, N)) for _ in saved_state(step)),

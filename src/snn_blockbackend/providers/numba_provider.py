@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import typing
 
-import numba
 import numpy as np
 import torch
 
@@ -20,14 +19,12 @@ from ..kernels import codegen
 from ..plugins import hookimpl
 from . import generated
 
+from .numba_threads import run_chunks, threads
+
 try:
     from ..kernels import emit_numba
-    from .numba_threads import on_torch_threads
 except ImportError:  # numba missing: the provider is simply not offered
     emit_numba = None
-
-    def on_torch_threads(launch):
-        return launch
 
 
 Tensor = torch.Tensor
@@ -40,7 +37,7 @@ FORWARD_WIDEST, BACKWARD_WIDEST = 8192, 2048
 
 
 def chunk_width(n_neurons: int, widest: int) -> int:
-    per_thread = -(-n_neurons // max(numba.get_num_threads(), 1))
+    per_thread = -(-n_neurons // threads())
     return int(min(max(per_thread, 256), widest))
 
 
@@ -81,7 +78,6 @@ if emit_numba is not None:
 
 
 @ops.custom_op("numba_generated_forward")
-@on_torch_threads  # one launch at a time, on torch.get_num_threads() threads
 def numba_generated_forward(
     x: Tensor, state0: list[Tensor], params: list[Tensor], countdown0: Tensor, refractory_steps: int, kernel: str,
     sg_kind: str, sg_args: list[float],
@@ -98,20 +94,17 @@ def numba_generated_forward(
     countdown_out = np.empty(N, dtype=np.int64)
     finals = [np.empty(N, dtype=dtype) for _ in step.state]
     saved = [np.empty((T, N), dtype=dtype) for _ in emit_numba.saved_state(step)]
-    plain = refractory_steps == 0
-    if plain:
-        F = np.empty((0, N), dtype=np.uint8)
     module = _generated_module(step, x.dtype, sg_kind)
-    (module.forward_plain if plain else module.forward)(
-        xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(), refractory_steps,
-        chunk_width(N, FORWARD_WIDEST), *(_flat(s, shape) for s in state0),
+    width = chunk_width(N, FORWARD_WIDEST)
+    run_chunks(
+        module.forward_chunk, N, width, xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(),
+        refractory_steps, width, *(_flat(s, shape) for s in state0),
         *(_flat(p, shape) for p in params), S, M, F, countdown_out, *finals, *saved,
     )  # fmt: skip
     return [torch.from_numpy(a) for a in (S, M, F, countdown_out, *finals, *saved)]
 
 
 @ops.custom_op("numba_generated_backward")
-@on_torch_threads  # one launch at a time, on torch.get_num_threads() threads
 def numba_generated_backward(
     g_spikes: Optional[Tensor], g_membrane: Optional[Tensor], g_finals: list[Tensor], x: Tensor, M: Tensor,
     F: Tensor, state0: list[Tensor], saved: list[Tensor], params: list[Tensor], kernel: str, sg_kind: str,
@@ -127,9 +120,10 @@ def numba_generated_backward(
     g_params = [np.empty(N, dtype=np.float64) for _ in step.params]
     constants = np.array(codegen.surrogate_constants(sg_kind, sg_args), dtype=np.float64)
     module = _generated_module(step, M.dtype, sg_kind)
-    (module.backward_plain if F.shape[0] == 0 else module.backward)(
-        *_uniform_or_rows(g_spikes, T, N, dtype), *_uniform_or_rows(g_membrane, T, N, dtype), _rows(x).numpy(),
-        F.detach().numpy(), chunk_width(N, BACKWARD_WIDEST), constants,
+    width = chunk_width(N, BACKWARD_WIDEST)
+    run_chunks(
+        module.backward_chunk, N, width, *_uniform_or_rows(g_spikes, T, N, dtype),
+        *_uniform_or_rows(g_membrane, T, N, dtype), _rows(x).numpy(), F.detach().numpy(), width, constants,
         M.detach().numpy(), *(_flat(s, shape) for s in state0), *(a.detach().numpy() for a in saved),
         *(_flat(p, shape) for p in params), *(_final(g, N, dtype) for g in g_finals), gx, *g_state, *g_params,
     )  # fmt: skip

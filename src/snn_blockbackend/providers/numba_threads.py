@@ -1,61 +1,54 @@
 """How our numba kernels use threads, chosen so that they leave the user's process as they found it.
 
-numba's default threading layer on Linux is OpenMP. Its pool shares libgomp's settings with PyTorch's intra-op
-pool: after our first kernel, ``torch.get_num_threads()`` silently went from the user's 1 back to the core count,
-and numba's idle workers competed with every later torch op (a training step that mixed our kernels with
-Linear layers ran 2-50x slower per op). The ``workqueue`` layer has neither effect. It is not thread-safe (two
-Python threads launching kernels at once abort the process), so launches are serialised by a lock; each
-launch uses at most ``torch.get_num_threads()`` threads, the budget the user gave PyTorch.
-
-The layer is chosen before numba starts its pool, unless the user chose one (``NUMBA_THREADING_LAYER``) or
-their own code already started numba's pool; either way ``torch.get_num_threads()`` is restored after each
-launch.
+The generated kernels are serial numba functions over one chunk of neurons that release the GIL (``nogil``);
+``run_chunks`` runs a kernel's chunks on at most ``torch.get_num_threads()`` threads (the budget the user gave
+PyTorch), the caller's thread plus a small pool of Python threads. numba's own parallel threading layer is never
+started: its default (OpenMP) shared libgomp's settings with PyTorch (after our first kernel
+``torch.get_num_threads()`` silently went from the user's 1 back to the core count, and numba's idle workers
+slowed every later torch op 2-50x); its ``workqueue`` layer aborts the process when two Python threads launch at
+once; and compiling numba's ``parallel=True`` kernels took three times as long as the serial ones.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import torch
 
-DEFAULT_LAYER = "workqueue"
-_launch_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-def _choose_threading_layer() -> None:
-    if os.environ.get("NUMBA_THREADING_LAYER"):
-        return  # the user's choice
-    try:
-        numba.threading_layer()
-    except ValueError:  # no parallel kernel has run in this process yet: the layer is still ours to pick
-        numba.config.THREADING_LAYER = DEFAULT_LAYER
+def _workers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="snn-kernel")
+        return _pool
 
 
-_choose_threading_layer()
+def threads() -> int:
+    """How many threads a launch may use: PyTorch's intra-op budget."""
+    return max(1, torch.get_num_threads())
 
 
-def on_torch_threads(launch):
-    """Decorate a function that launches numba kernels: one launch at a time, on at most
-    ``torch.get_num_threads()`` threads, with PyTorch's thread count as it was before."""
+def run_chunks(kernel, n_neurons: int, width: int, *args) -> None:
+    """``kernel(lo, width, *args)`` for each chunk of ``width`` neurons, on at most ``threads()`` threads: the
+    chunks are dealt round-robin into that many groups, the caller's thread runs the first group."""
+    chunks = [(lo, min(n_neurons, lo + width) - lo) for lo in range(0, n_neurons, width)]
+    groups = [chunks[k :: threads()] for k in range(min(threads(), len(chunks)))]
 
-    @functools.wraps(launch)
-    def wrapper(*args, **kwargs):
-        torch_threads = torch.get_num_threads()
-        with _launch_lock:
-            previous = numba.get_num_threads()
-            numba.set_num_threads(max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS)))
-            try:
-                return launch(*args, **kwargs)
-            finally:
-                numba.set_num_threads(previous)
-                if torch.get_num_threads() != torch_threads:
-                    torch.set_num_threads(torch_threads)
+    def run(group):
+        for lo, w in group:
+            kernel(lo, w, *args)
 
-    # the signature with its annotations evaluated (they may be strings of ``launch``'s module): torch.library
-    # infers an operator's schema from it
-    wrapper.__signature__ = inspect.signature(launch, eval_str=True)
-    return wrapper
+    if len(groups) <= 1:
+        for group in groups:
+            run(group)
+        return
+    futures = [_workers().submit(run, group) for group in groups[1:]]
+    run(groups[0])
+    for future in futures:
+        future.result()  # re-raises a kernel's exception here

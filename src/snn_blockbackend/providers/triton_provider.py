@@ -276,16 +276,15 @@ def triton_generated_forward(
     N = shape.numel()
     xs = x.detach().contiguous().reshape(T, N)
     S, M = torch.empty_like(xs), torch.empty_like(xs)
-    F = xs.new_empty((T if refractory_steps else 0, N), dtype=torch.uint8)
+    F = xs.new_empty((T, N), dtype=torch.uint8)
     countdown_out = torch.empty(N, dtype=torch.int64, device=x.device)
     finals = [xs.new_empty(N) for _ in step.state]
     saved = [torch.empty_like(xs) for _ in saved_state(step)]
     module = _generated_module(step, x.dtype, sg_kind)
     width = _block_width(x.device)
-    launch = module.forward if refractory_steps else module.forward_plain
-    launch[(triton.cdiv(max(N, 1), width),)](
+    module.forward[(triton.cdiv(max(N, 1), width),)](
         xs, countdown0.expand(shape).contiguous().reshape(N), *(_flat(s, shape, N) for s in state0),
-        *(_flat(p, shape, N) for p in params), S, M, F if refractory_steps else S, countdown_out, *finals, *saved,
+        *(_flat(p, shape, N) for p in params), S, M, F, countdown_out, *finals, *saved,
         T, N, refractory_steps, BLOCK=width, num_warps=4, enable_fp_fusion=False,
     )  # fmt: skip
     return [S, M, F, countdown_out, *finals, *saved]
@@ -308,10 +307,9 @@ def triton_generated_backward(
     g_params = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.params]
     constants = torch.tensor(codegen.surrogate_constants(sg_kind, sg_args), dtype=torch.float64, device=device)
     module = _generated_module(step, M.dtype, sg_kind)
-    plain = F.shape[0] == 0
     width = _block_width(device)
-    (module.backward_plain if plain else module.backward)[(triton.cdiv(max(N, 1), width),)](
-        gs, gs_stride, gm, gm_stride, x.detach().contiguous().reshape(T, N), M if plain else F, constants, M,
+    module.backward[(triton.cdiv(max(N, 1), width),)](
+        gs, gs_stride, gm, gm_stride, x.detach().contiguous().reshape(T, N), F, constants, M,
         *(_flat(s, shape, N) for s in state0), *saved, *(_flat(p, shape, N) for p in params),
         *(_final_grad(g, N, M) for g in g_finals), gx, *g_state, *g_params,
         T, N, BLOCK=width, num_warps=4, enable_fp_fusion=False,

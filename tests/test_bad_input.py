@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from snn_blockbackend import BlockALIF, BlockLIF, block_neuron, set_backend, use_backend
+from snn_blockbackend import make_profile, BlockALIF, BlockLIF, block_neuron, set_backend, use_backend
 from snn_blockbackend.adapters.registry import ADAPTERS, AdapterInfo
 
 X = torch.randn(6, 2, 3)
@@ -76,8 +76,9 @@ def test_device_mismatch_is_reported():
 
 
 def test_provider_refusal_names_the_reason():
-    with pytest.raises(ValueError, match="numba.*no compiled kernel for norse_lif_refrac"):
-        block_neuron(X, "norse_lif_refrac", {}, backend="numba")
+    custom = make_profile("paper_lif", surrogate=lambda m: (m > 0).to(m.dtype))
+    with pytest.raises(ValueError, match="numba.*custom surrogate"):
+        block_neuron(X, custom, {"beta": 0.9}, backend="numba")
 
 
 def test_process_wide_and_environment_backend(monkeypatch):

@@ -150,8 +150,12 @@ def test_a_new_neuron_is_one_profile(backend, dtype, R):
 def test_generated_source_is_readable_and_names_its_profile():
     profile = PROFILES["norse_lsnn"]()
     step32, step64 = kernels.step_of(profile, torch.float32), kernels.step_of(profile, torch.float64)
-    for text in (emit_numba.source(step32, torch.float32, "fast_sigmoid"), emit_triton.source(step64, torch.float64, "fast_sigmoid")):
-        assert "norse_lsnn" in text and "def forward(" in text and "def backward(" in text
+    numba_text = emit_numba.source(step32, torch.float32, "fast_sigmoid")
+    triton_text = emit_triton.source(step64, torch.float64, "fast_sigmoid")
+    assert "def forward_chunk(" in numba_text and "def backward_chunk(" in numba_text
+    assert "def forward(" in triton_text and "def backward(" in triton_text
+    for text in (numba_text, triton_text):
+        assert "norse_lsnn" in text
         compile(text, "<generated>", "exec")  # valid Python
 
 

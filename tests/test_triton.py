@@ -96,8 +96,6 @@ def test_auto_does_not_pick_it():
 @pytest.mark.parametrize(
     ("profile", "grad", "words"),
     [
-        (make_profile("spikingjelly_lif"), "exact", "no Triton kernel"),
-        (make_profile("snntorch_leaky", reset_delay=False), "exact", "no Triton kernel"),
         (make_profile("snntorch_leaky", surrogate=lambda m: (m > 0).to(m.dtype)), "exact", "custom surrogate"),
         (make_profile("paper_lif"), "blocks", "exact BPTT"),
     ],

@@ -116,6 +116,7 @@ def adjoint_statements(step: Step, d: Dialect, seeds: dict[int, list[str]], surr
         values = {"A": None, "B": None, "C": None}
         for name, arg in zip("ABC", n.args):
             values[name] = wide[arg] if name != "C" else f"n{arg}"
+        values["As"] = f"n{n.args[0]}" if n.args else None  # the first argument in its own precision
         for arg, rule in zip(n.args, ADJOINTS[n.kind]):
             if rule is None or step.nodes[arg].kind in ("const", "live"):
                 continue
@@ -133,20 +134,25 @@ def _instantiate(rule: str, g: str, values: dict, d: Dialect, surrogate: str) ->
     if rule == "relu":
         return d.select(f"{values['A']} > {zero}", g, zero)
     if rule == "sgd":
-        return f"{g} * {surrogate.format(m=values['A'])}" if surrogate else zero
-    return rule.format(g=g, **values)
+        return f"{g} * {surrogate.format(m=values['A'], ms=values['As'])}" if surrogate else zero
+    return rule.format(g=g, **{k: v for k, v in values.items() if k != "As"})
 
 
 def surrogate_derivative(kind: str, d: Dialect) -> str:
-    """dS/dm as a format string in ``{m}`` (a float64 value) and the constants ``c0``..``c4``
-    (``surrogate_constants``); "" for no gradient (heaviside)."""
+    """dS/dm as a format string in ``{m}`` (the margin as float64), ``{ms}`` (the margin in the storage dtype) and
+    the constants ``c0``..``c4`` (``surrogate_constants``); "" for no gradient (heaviside). The sigmoid is
+    evaluated in the storage dtype, as autograd evaluates it in the reference: in float32 ``1 - sigmoid`` loses
+    most of its digits in the tails, and the gradients must match that reference, not a more exact value."""
     E, A = d.exp, d.abs
     if kind == "atan":  # c0 = pi/2*alpha, c1 = alpha/2
         return "(c1 / (1.0 + (c0 * {m}) * (c0 * {m})))"
     if kind in ("fast_sigmoid", "superspike"):  # c0 = slope
         return f"(1.0 / ((c0 * {A}({{m}}) + 1.0) * (c0 * {A}({{m}}) + 1.0)))"
-    if kind == "sigmoid":  # c0 = alpha
-        return f"((1.0 - 1.0 / (1.0 + {E}(-c0 * {{m}}))) * (1.0 / (1.0 + {E}(-c0 * {{m}}))) * c0)"
+    if kind == "sigmoid":  # c0 = alpha; s = sigmoid(alpha*m) rounded to the storage dtype, (1 - s)*s*alpha there
+        alpha = d.to_storage("c0")
+        sig = d.to_storage(f"(1.0 / (1.0 + {E}(-{d.to_wide(f'({alpha} * {{ms}})')})))")
+        one = d.const(1.0, False)
+        return d.to_wide(f"(({one} - {sig}) * {sig} * {alpha})")
     if kind == "multi_gaussian":  # c0 = sigma, c1 = 1/(2 sigma^2), c2 = 1/(2 wide^2), c3, c4 the two heights
         return (f"(c3 * {E}(-({{m}} * {{m}}) * c1) - c4 * ({E}(-(({{m}} - c0) * ({{m}} - c0)) * c2) "
                 f"+ {E}(-(({{m}} + c0) * ({{m}} + c0)) * c2)))")  # fmt: skip

@@ -30,6 +30,9 @@ def rounded(value: float, dtype: torch.dtype) -> float:
     return float(torch.tensor(value, dtype=torch.float64).to(dtype))
 
 
+OPS_OF_VALUES = (*BINARY, "neg", "relu", "detach", "cast64", "cast")  # operations of their arguments alone
+
+
 def invariant(step: Step) -> list[bool]:
     """Operations whose value depends on parameters (and constants) only: the same at every step."""
     out = []
@@ -39,9 +42,6 @@ def invariant(step: Step) -> list[bool]:
         else:
             out.append(n.kind in OPS_OF_VALUES and all(out[a] for a in n.args))
     return out
-
-
-OPS_OF_VALUES = (*BINARY, "neg", "relu", "detach", "cast64", "cast")
 
 
 def hoisted(step: Step) -> list[int]:

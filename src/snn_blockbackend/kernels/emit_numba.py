@@ -1,8 +1,8 @@
 """numba source for a traced step (``trace.Step``): a forward and a BPTT backward over [T, N] rows.
 
-Layout: neurons are cut into chunks, run in parallel by ``providers.numba_threads.run_chunks`` (each generated
-function handles one chunk; the source is written with ``numba.prange`` over chunks and split); within a chunk the time loop is outside and a branch-free loop over the chunk's neurons inside, so rows are
-read and written contiguously and the neuron loop can vectorize. No fast-math: every operation is rounded as
+Layout: each generated function (``forward_chunk``, ``backward_chunk``) handles one chunk of neurons, ``lo`` to
+``lo + width``; ``providers.numba_threads.run_chunks`` runs the chunks in parallel. Within a chunk the time loop is
+outside and a branch-free loop over the chunk's neurons inside, so rows are read and written contiguously and the neuron loop can vectorize. No fast-math: every operation is rounded as
 written (no contraction into fused multiply-adds), which keeps the forward bitwise equal to the reference.
 
 The forward stores, per step, the spike output, the membrane, every other state variable and one byte saying
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .codegen import Dialect, adjoint_statements, forward_statements, hoisted, surrogate_derivative
-from .trace import Step
+from .trace import Step, outputs, reached
 
 _DTYPES = {torch.float32: "np.float32", torch.float64: "np.float64"}
 
@@ -42,30 +42,14 @@ def configure_llvm() -> None:
         llvmlite.binding.set_option("snn_blockbackend", option)
 
 
-def saved_state(step: Step) -> tuple[str, ...]:
-    """State variables the forward stores per step besides the membrane (which is one of them, or not)."""
-    return tuple(name for name in step.state if step.new_state[name] != step.membrane)
-
-
-def _ancestors(step: Step, k: int) -> set[int]:
-    out, stack = set(), list(step.nodes[k].args)
-    while stack:
-        a = stack.pop()
-        if a not in out:
-            out.add(a)
-            stack.extend(step.nodes[a].args)
-    return out
-
-
 def _indent(lines, depth):
     return [" " * (4 * depth) + line for line in lines]
 
 
 def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
-    """The module text: ``forward(...)`` and ``backward(...)`` (argument order: see ``forward_args`` /
-    ``backward_args`` in the provider)."""
-    states, params, saved = step.state, step.params, saved_state(step)
-    membrane_var = next((name for name in states if step.new_state[name] == step.membrane), None)
+    """The module text: ``forward_chunk(lo, width, ...)`` and ``backward_chunk(lo, width, ...)`` (argument order:
+    their signatures; the numba provider passes the arrays in that order)."""
+    states, params, saved = step.state, step.params, step.saved
 
     def leaf_forward(node):
         return {"x": "xr[i]", "live": "live", "state": f"st_{node.name}[i]", "param": f"pc_{node.name}[i]"}[node.kind]
@@ -75,52 +59,52 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
 
     # operations on parameters only (Norse's dt*tau_mem_inv, ...): computed once per chunk, read per step
     lifted = hoisted(step)
-    needed = {a for k in lifted for a in _ancestors(step, k)} | set(lifted)
-    body_fwd = forward_statements(step, DIALECT, dtype, leaf_forward, given={k: f"hc_{k}[i]" for k in lifted})
+    needed = reached(step, lifted)
+    in_loop = reached(step, outputs(step), stop=set(lifted))  # not the leaves only the hoisted operations read
+    body_fwd = forward_statements(
+        step, DIALECT, dtype, leaf_forward, given={k: f"hc_{k}[i]" for k in lifted}, only=in_loop
+    )
     lift = [
-        *(f"        hc_{k} = np.empty(width, dtype={'np.float64' if step.nodes[k].wide else 'DT'})" for k in lifted),
-        "        for i in range(width):",
-        *_indent(forward_statements(step, DIALECT, dtype, leaf_forward, only=needed), 3),
-        *(f"            hc_{k}[i] = n{k}" for k in lifted),
+        *(f"    hc_{k} = np.empty(width, dtype={'np.float64' if step.nodes[k].wide else 'DT'})" for k in lifted),
+        "    for i in range(width):",
+        *_indent(forward_statements(step, DIALECT, dtype, leaf_forward, only=needed), 2),
+        *(f"        hc_{k}[i] = n{k}" for k in lifted),
     ] if lifted else []
     zero = DIALECT.const(0.0, False)
 
     def forward() -> list[str]:
         return [
-            f"def forward(x, countdown0, R, chunk, {', '.join(f's0_{s}' for s in states)}, "
+            f"def forward_chunk(lo, width, x, countdown0, R, {', '.join(f's0_{s}' for s in states)}, "
             f"{''.join(f'p_{p}, ' for p in params)}S, M, F, countdown_out, {', '.join(f'f_{s}' for s in states)}"
             f"{''.join(f', sv_{s}' for s in saved)}):",
             "    T, N = x.shape",
             "    R32, one32, zero32 = np.int32(R), np.int32(1), np.int32(0)",
-            "    for c in numba.prange((N + chunk - 1) // chunk):",
-            "        lo = c * chunk",
-            "        width = min(N, lo + chunk) - lo",
-            *(f"        st_{s} = s0_{s}[lo:lo + width].copy()" for s in states),
-            "        cd = countdown0[lo:lo + width].astype(np.int32)",
+            *(f"    st_{s} = s0_{s}[lo:lo + width].copy()" for s in states),
+            "    cd = countdown0[lo:lo + width].astype(np.int32)",
             # chunk-local copies: fresh arrays LLVM knows alias nothing, so the neuron loop vectorizes cheaply
-            *(f"        pc_{p} = p_{p}[lo:lo + width].copy()" for p in params),
-            "        hi = lo + width",
+            *(f"    pc_{p} = p_{p}[lo:lo + width].copy()" for p in params),
+            "    hi = lo + width",
             *lift,
-            "        for t in range(T):",
-            "            xr, Sr, Mr = x[t, lo:hi], S[t, lo:hi], M[t, lo:hi]",
-            *(f"            svr_{s} = sv_{s}[t, lo:hi]" for s in saved),
-            "            Fr = F[t, lo:hi]",
-            "            for i in range(width):",
-            "                count = cd[i]",
-            "                live = count <= zero32",
-            *_indent(body_fwd, 4),
-            # integer arithmetic, no select: a select on the spike here kept the loop from vectorizing (3x slower)
-            "                down = count - np.int32(count > zero32)",
-            f"                fired = np.int32(n{step.spike} != {zero})",
-            "                cd[i] = fired * R32 + (one32 - fired) * down",
-            *(f"                st_{s}[i] = n{step.new_state[s]}" for s in states),
-            f"                Sr[i] = n{step.emitted}",
-            f"                Mr[i] = n{step.membrane}",
-            *(f"                svr_{s}[i] = n{step.new_state[s]}" for s in saved),
-            "                Fr[i] = np.uint8(live)",
+            "    for t in range(T):",
+            "        xr, Sr, Mr = x[t, lo:hi], S[t, lo:hi], M[t, lo:hi]",
+            *(f"        svr_{s} = sv_{s}[t, lo:hi]" for s in saved),
+            "        Fr = F[t, lo:hi]",
             "        for i in range(width):",
-            *(f"            f_{s}[lo + i] = st_{s}[i]" for s in states),
-            "            countdown_out[lo + i] = cd[i]",
+            "            count = cd[i]",
+            "            live = count <= zero32",
+            *_indent(body_fwd, 3),
+            # integer arithmetic, no select: a select on the spike here kept the loop from vectorizing (3x slower)
+            "            down = count - np.int32(count > zero32)",
+            f"            fired = np.int32(n{step.spike} != {zero})",
+            "            cd[i] = fired * R32 + (one32 - fired) * down",
+            *(f"            st_{s}[i] = n{step.new_state[s]}" for s in states),
+            f"            Sr[i] = n{step.emitted}",
+            f"            Mr[i] = n{step.membrane}",
+            *(f"            svr_{s}[i] = n{step.new_state[s]}" for s in saved),
+            "            Fr[i] = np.uint8(live)",
+            "    for i in range(width):",
+            *(f"        f_{s}[lo + i] = st_{s}[i]" for s in states),
+            "        countdown_out[lo + i] = cd[i]",
         ]
 
     seeds: dict[int, list[str]] = {}
@@ -135,49 +119,44 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         by_leaf[(node.kind, node.name)] = g
     prev_rows = []
     for s in states:
-        stored = "M" if s == membrane_var else f"sv_{s}"
-        prev_rows.append(f"            pv_{s} = {stored}[t - 1, lo:hi] if t > 0 else s0_{s}[lo:hi]")
+        stored = f"sv_{s}" if s in saved else "M"
+        prev_rows.append(f"        pv_{s} = {stored}[t - 1, lo:hi] if t > 0 else s0_{s}[lo:hi]")
     body_bwd = forward_statements(step, DIALECT, dtype, leaf_backward)
 
     def backward() -> list[str]:
         return [
-            f"def backward(gS, gS_uniform, gM, gM_uniform, x, F, chunk, sgc, M, "
+            f"def backward_chunk(lo, width, gS, gS_uniform, gM, gM_uniform, x, F, sgc, M, "
             f"{', '.join(f's0_{s}' for s in states)}, {''.join(f'sv_{s}, ' for s in saved)}"
             f"{''.join(f'p_{p}, ' for p in params)}{', '.join(f'gf_{s}' for s in states)}, gx, "
             f"{', '.join(f'g0_{s}' for s in states)}{''.join(f', gp_{p}' for p in params)}):",
             "    T, N = x.shape",
             "    c0, c1, c2, c3, c4 = sgc[0], sgc[1], sgc[2], sgc[3], sgc[4]",
-            "    for c in numba.prange((N + chunk - 1) // chunk):",
-            "        lo = c * chunk",
-            "        width = min(N, lo + chunk) - lo",
-            *(f"        a_{s} = gf_{s}[lo:lo + width].astype(np.float64)" for s in states),
-            *(f"        acc_{p} = np.zeros(width)" for p in params),
-            *(f"        pc_{p} = p_{p}[lo:lo + width].copy()" for p in params),
-            "        hi = lo + width",
-            "        for t in range(T - 1, -1, -1):",
-            "            xr, gxr = x[t, lo:hi], gx[t, lo:hi]",
-            "            Fr = F[t, lo:hi]",
-            "            gSr = gS[0 if gS_uniform else t, lo:hi]",
-            "            gMr = gM[0 if gM_uniform else t, lo:hi]",
+            *(f"    a_{s} = gf_{s}[lo:lo + width].astype(np.float64)" for s in states),
+            *(f"    acc_{p} = np.zeros(width)" for p in params),
+            *(f"    pc_{p} = p_{p}[lo:lo + width].copy()" for p in params),
+            "    hi = lo + width",
+            "    for t in range(T - 1, -1, -1):",
+            "        xr, gxr = x[t, lo:hi], gx[t, lo:hi]",
+            "        Fr = F[t, lo:hi]",
+            "        gSr = gS[0 if gS_uniform else t, lo:hi]",
+            "        gMr = gM[0 if gM_uniform else t, lo:hi]",
             *prev_rows,
-            "            for i in range(width):",
-            "                live = Fr[i] != 0",
-            *(f"                ga_{s} = a_{s}[i]" for s in states),
-            *_indent(body_bwd, 4),
-            *_indent(adjoint, 4),
-            f"                gxr[i] = DT({by_leaf.get(('x', ''), '0.0')})",
-            *(f"                a_{s}[i] = {by_leaf.get(('state', s), '0.0')}" for s in states),
-            *(f"                acc_{p}[i] += {by_leaf[('param', p)]}" for p in params if ("param", p) in by_leaf),
             "        for i in range(width):",
-            *(f"            g0_{s}[lo + i] = a_{s}[i]" for s in states),
-            *(f"            gp_{p}[lo + i] = acc_{p}[i]" for p in params),
+            "            live = Fr[i] != 0",
+            *(f"            ga_{s} = a_{s}[i]" for s in states),
+            *_indent(body_bwd, 3),
+            *_indent(adjoint, 3),
+            f"            gxr[i] = DT({by_leaf.get(('x', ''), '0.0')})",
+            *(f"            a_{s}[i] = {by_leaf.get(('state', s), '0.0')}" for s in states),
+            *(f"            acc_{p}[i] += {by_leaf[('param', p)]}" for p in params if ("param", p) in by_leaf),
+            "    for i in range(width):",
+            *(f"        g0_{s}[lo + i] = a_{s}[i]" for s in states),
+            *(f"        gp_{p}[lo + i] = acc_{p}[i]" for p in params),
         ]
 
     header = [
         f'"""Generated by snn_blockbackend.kernels.emit_numba for {step.profile}, {dtype}, surrogate '
         f'{surrogate_kind}. Do not edit: regenerated from the profile."""',
-        "import math",
-        "",
         "import numba",
         "import numpy as np",
         "",
@@ -192,15 +171,6 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     ]
     parts = [header]
     for function in (forward(), backward()):
-        parts += [["@numba.njit(cache=True, nogil=True, error_model='numpy')"], _chunk_function(function), ["", ""]]
+        parts += [["@numba.njit(cache=True, nogil=True, error_model='numpy')"], function, ["", ""]]
     return "\n".join(line for part in parts for line in part)
 
-
-def _chunk_function(lines: list[str]) -> list[str]:
-    """The body of ``for c in numba.prange(chunks)`` as a serial function of one chunk, ``<name>_chunk(lo, width,
-    ...)``: ``providers.numba_threads.run_chunks`` runs the chunks on PyTorch's thread budget (numba's parallel
-    threading layer is never started, and serial kernels compile in a third of the time)."""
-    name, args = lines[0][len("def "):].split("(", 1)
-    loop = next(k for k, line in enumerate(lines) if "numba.prange" in line)
-    body = lines[loop + 3:]  # after "lo = c * chunk" and "width = ..."
-    return [f"def {name}_chunk(lo, width, {args}", *lines[1:loop], *(line[4:] for line in body)]

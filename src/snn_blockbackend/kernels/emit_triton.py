@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from .codegen import Dialect, adjoint_statements, forward_statements, surrogate_derivative
-from .emit_numba import saved_state
 from .trace import Step
 
 _DTYPES = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.float16: "tl.float16",
@@ -39,12 +38,12 @@ def _indent(lines, depth):
 def forward_args(step: Step) -> list[str]:
     return ["x_ptr", "countdown0_ptr", *(f"s0_{s}_ptr" for s in step.state), *(f"p_{p}_ptr" for p in step.params),
             "S_ptr", "M_ptr", "F_ptr", "countdown_out_ptr", *(f"f_{s}_ptr" for s in step.state),
-            *(f"sv_{s}_ptr" for s in saved_state(step)), "T", "N", "R", "BLOCK"]  # fmt: skip
+            *(f"sv_{s}_ptr" for s in step.saved), "T", "N", "R", "BLOCK"]  # fmt: skip
 
 
 def backward_args(step: Step) -> list[str]:
     return ["gS_ptr", "gS_stride", "gM_ptr", "gM_stride", "x_ptr", "F_ptr", "sgc_ptr", "M_ptr",
-            *(f"s0_{s}_ptr" for s in step.state), *(f"sv_{s}_ptr" for s in saved_state(step)),
+            *(f"s0_{s}_ptr" for s in step.state), *(f"sv_{s}_ptr" for s in step.saved),
             *(f"p_{p}_ptr" for p in step.params), *(f"gf_{s}_ptr" for s in step.state), "gx_ptr",
             *(f"g0_{s}_ptr" for s in step.state), *(f"gp_{p}_ptr" for p in step.params), "T", "N", "BLOCK"]  # fmt: skip
 
@@ -73,8 +72,7 @@ def signature(step: Step, dtype: torch.dtype, function: str) -> dict[str, str]:
 def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     d = _dialect(dtype)
     storage = _DTYPES[dtype]
-    states, params, saved = step.state, step.params, saved_state(step)
-    membrane_var = next((name for name in states if step.new_state[name] == step.membrane), None)
+    states, params, saved = step.state, step.params, step.saved
 
     def leaf(node):
         return {"x": "xr", "live": "live", "state": f"st_{node.name}", "param": f"p_{node.name}"}[node.kind]
@@ -123,7 +121,7 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     def backward() -> list[str]:
         prev = []
         for s in states:
-            stored = "M_ptr" if s == membrane_var else f"sv_{s}_ptr"
+            stored = f"sv_{s}_ptr" if s in saved else "M_ptr"
             prev += [f"        st_{s} = tl.load({stored} + prev_row, mask=mask, other=0.0)",
                      f"        st_{s} = tl.where(t > 0, st_{s}, s0_{s})"]  # fmt: skip
         return [

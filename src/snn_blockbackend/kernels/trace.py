@@ -68,8 +68,10 @@ class Step:
         lines += [f"{name} -> n{i}" for name, i in outputs.items()]
         return "\n".join(lines)
 
-    def consts(self, wide: bool) -> list[float]:
-        return [n.value for n in self.nodes if n.kind == "const" and n.wide == wide]
+    @property
+    def saved(self) -> tuple[str, ...]:
+        """State variables a forward kernel stores per step besides the membrane (which is one of them, or not)."""
+        return tuple(name for name in self.state if self.new_state[name] != self.membrane)
 
 
 def _describe(n: Node) -> str:
@@ -253,16 +255,26 @@ def _trace(profile, dtype) -> Step:
     )  # fmt: skip
 
 
-def used(step: Step) -> list[bool]:
-    """Which nodes the outputs depend on (the generators emit only those)."""
-    keep = [False] * len(step.nodes)
-    stack = [*step.new_state.values(), step.spike, step.emitted, step.membrane]
+def reached(step: Step, roots, stop=frozenset()) -> set[int]:
+    """The nodes ``roots`` (node indices) depend on, themselves included, not looking past the nodes in ``stop``."""
+    out, stack = set(), list(roots)
     while stack:
         k = stack.pop()
-        if not keep[k]:
-            keep[k] = True
-            stack.extend(step.nodes[k].args)
-    return keep
+        if k not in out:
+            out.add(k)
+            if k not in stop:
+                stack.extend(step.nodes[k].args)
+    return out
+
+
+def outputs(step: Step) -> list[int]:
+    return [*step.new_state.values(), step.spike, step.emitted, step.membrane]
+
+
+def used(step: Step) -> list[bool]:
+    """Which nodes the outputs depend on (the generators emit only those)."""
+    keep = reached(step, outputs(step))
+    return [k in keep for k in range(len(step.nodes))]
 
 
 # The adjoint of each operation: for node ``out = op(a, b[, c])`` with adjoint ``{g}`` (float64), the

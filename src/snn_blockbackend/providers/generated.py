@@ -17,7 +17,6 @@ import os
 import torch
 
 from .. import kernels, ops
-from ..kernels.emit_numba import saved_state
 from .torch_provider import initial_state
 
 
@@ -34,7 +33,7 @@ def _fake_forward(x, state0, params, countdown0, refractory_steps, kernel, sg_ki
     flags = x.new_empty((T, N), dtype=torch.uint8)
     return [
         x.new_empty((T, N)), x.new_empty((T, N)), flags, x.new_empty(N, dtype=torch.int64),
-        *(x.new_empty(N) for _ in step.state), *(x.new_empty((T, N)) for _ in saved_state(step)),
+        *(x.new_empty(N) for _ in step.state), *(x.new_empty((T, N)) for _ in step.saved),
     ]  # fmt: skip
 
 

@@ -93,12 +93,12 @@ def numba_generated_forward(
     F = np.empty((T, N), dtype=np.uint8)
     countdown_out = np.empty(N, dtype=np.int64)
     finals = [np.empty(N, dtype=dtype) for _ in step.state]
-    saved = [np.empty((T, N), dtype=dtype) for _ in emit_numba.saved_state(step)]
+    saved = [np.empty((T, N), dtype=dtype) for _ in step.saved]
     module = _generated_module(step, x.dtype, sg_kind)
     width = chunk_width(N, FORWARD_WIDEST)
     run_chunks(
         module.forward_chunk, N, width, xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(),
-        refractory_steps, width, *(_flat(s, shape) for s in state0),
+        refractory_steps, *(_flat(s, shape) for s in state0),
         *(_flat(p, shape) for p in params), S, M, F, countdown_out, *finals, *saved,
     )  # fmt: skip
     return [torch.from_numpy(a) for a in (S, M, F, countdown_out, *finals, *saved)]
@@ -123,7 +123,7 @@ def numba_generated_backward(
     width = chunk_width(N, BACKWARD_WIDEST)
     run_chunks(
         module.backward_chunk, N, width, *_uniform_or_rows(g_spikes, T, N, dtype),
-        *_uniform_or_rows(g_membrane, T, N, dtype), _rows(x).numpy(), F.detach().numpy(), width, constants,
+        *_uniform_or_rows(g_membrane, T, N, dtype), _rows(x).numpy(), F.detach().numpy(), constants,
         M.detach().numpy(), *(_flat(s, shape) for s in state0), *(a.detach().numpy() for a in saved),
         *(_flat(p, shape) for p in params), *(_final(g, N, dtype) for g in g_finals), gx, *g_state, *g_params,
     )  # fmt: skip

@@ -15,11 +15,11 @@ per step and neuron (refractory / live / spiked) and the adaptation.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
+
+from ..kernels import codegen
 
 try:  # the interpreter runs kernels on CPU tensors (TRITON_INTERPRET=1, read when a kernel is defined)
     from triton.runtime.interpreter import InterpretedFunction
@@ -185,22 +185,9 @@ def interpreted() -> bool:
 
 
 def surrogate_constants(surrogate, device) -> torch.Tensor:
-    """The float64 constants ``_surrogate_derivative`` reads for ``surrogate`` (computed here, in float64)."""
-    args = surrogate.args
-    if surrogate.kind == "atan":
-        values = [math.pi / 2 * args[0], args[0] / 2]
-    elif surrogate.kind in ("fast_sigmoid", "sigmoid"):
-        values = [args[0]]
-    elif surrogate.kind == "multi_gaussian":
-        sigma, h, s, gamma = args
-        wide = s * sigma
-        root = math.sqrt(2 * math.pi)
-        values = [sigma, 1 / (2 * sigma * sigma), 1 / (2 * wide * wide), gamma * (1 + h) / (sigma * root), gamma * h / (wide * root)]
-    elif surrogate.kind == "boxcar":
-        values = [args[0] / 2]
-    else:
-        values = []
-    return torch.tensor(values + [0.0] * (5 - len(values)), dtype=torch.float64, device=device)
+    """The float64 constants ``_surrogate_derivative`` reads for ``surrogate`` (the generated kernels' table,
+    ``kernels.codegen.surrogate_constants``)."""
+    return torch.tensor(codegen.surrogate_constants(surrogate.kind, surrogate.args), dtype=torch.float64, device=device)
 
 
 @triton.jit

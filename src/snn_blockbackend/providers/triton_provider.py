@@ -17,8 +17,6 @@ import torch
 from .. import kernels, ops
 from .. import surrogate as sg
 from ..kernels import cache as kernel_cache
-from ..kernels import codegen
-from ..kernels.emit_numba import saved_state
 from ..ops import kernel_dtype_refusal
 from ..plugins import hookimpl
 from . import generated
@@ -279,7 +277,7 @@ def triton_generated_forward(
     F = xs.new_empty((T, N), dtype=torch.uint8)
     countdown_out = torch.empty(N, dtype=torch.int64, device=x.device)
     finals = [xs.new_empty(N) for _ in step.state]
-    saved = [torch.empty_like(xs) for _ in saved_state(step)]
+    saved = [torch.empty_like(xs) for _ in step.saved]
     module = _generated_module(step, x.dtype, sg_kind)
     width = _block_width(x.device)
     module.forward[(triton.cdiv(max(N, 1), width),)](
@@ -305,7 +303,7 @@ def triton_generated_backward(
     gx = torch.empty_like(M)
     g_state = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.state]
     g_params = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.params]
-    constants = torch.tensor(codegen.surrogate_constants(sg_kind, sg_args), dtype=torch.float64, device=device)
+    constants = _constants(sg_kind, sg_args, device)
     module = _generated_module(step, M.dtype, sg_kind)
     width = _block_width(device)
     module.backward[(triton.cdiv(max(N, 1), width),)](

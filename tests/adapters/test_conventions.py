@@ -83,6 +83,18 @@ def test_norse_states_are_tensors_of_their_own(ours, refractory_steps):
         tensor.detach_()
 
 
+def _over_time(module, xs, time_first):
+    """(spikes [T, ...], final state) of a Norse module over time-first ``xs``: one call for a time-first module,
+    a step loop threading the state for a cell."""
+    if time_first:
+        return module(xs)
+    state, outputs = None, []
+    for x in xs:
+        z, state = module(x, state)
+        outputs.append(z)
+    return torch.stack(outputs), state
+
+
 @pytest.mark.parametrize(
     "ours, native, params",
     [
@@ -98,20 +110,9 @@ def test_norse_integer_parameters_as_native(ours, native, params):
     torch.manual_seed(0)
     xs = torch.rand(12, 2, 5) * 400
     ours_module, native_module = ours(params), native(params)
-    if ours._time_first:
-        (z, s), (z_native, s_native) = ours_module(xs), native_module(xs)
-        zs, zs_native = [z], [z_native]
-    else:
-        s = s_native = None
-        zs, zs_native = [], []
-        for x in xs:
-            z, s = ours_module(x, s)
-            z_native, s_native = native_module(x, s_native)
-            zs.append(z)
-            zs_native.append(z_native)
-    assert torch.any(torch.stack(zs_native) > 0), "no spike: the case tests nothing"
-    for z, z_native in zip(zs, zs_native):
-        assert z.dtype == z_native.dtype and torch.equal(z, z_native)
+    (z, s), (z_native, s_native) = (_over_time(m, xs, ours._time_first) for m in (ours_module, native_module))
+    assert torch.any(z_native > 0), "no spike: the case tests nothing"
+    assert z.dtype == z_native.dtype and torch.equal(z, z_native)
     for tensor, tensor_native in zip(_fields(s), _fields(s_native)):
         assert torch.equal(tensor, tensor_native)
     assert all(t.is_floating_point() for t in ours_module.buffers())
@@ -126,18 +127,7 @@ def test_norse_bool_input_as_native(ours, native):
         params = nt.LIFBoxParameters(tau_mem_inv=torch.tensor(900.0), v_th=torch.tensor(0.5))
     else:
         params = nt.LIFParameters(tau_mem_inv=torch.tensor(900.0))
-    if ours._time_first:
-        (z, s), (z_native, s_native) = ours(params)(xs), native(params)(xs)
-    else:
-        s = s_native = None
-        ours_module, native_module = ours(params), native(params)
-        outputs, outputs_native = [], []
-        for x in xs:
-            z, s = ours_module(x, s)
-            z_native, s_native = native_module(x, s_native)
-            outputs.append(z)
-            outputs_native.append(z_native)
-        z, z_native = torch.stack(outputs), torch.stack(outputs_native)
+    (z, s), (z_native, s_native) = (_over_time(m(params), xs, ours._time_first) for m in (ours, native))
     assert bool(z_native.any()), "no spike: the case tests nothing"
     assert z.dtype == z_native.dtype and torch.equal(z, z_native)
     for tensor, tensor_native in zip(_fields(s), _fields(s_native)):

@@ -141,17 +141,18 @@ def _instantiate(rule: str, g: str, values: dict, d: Dialect, surrogate: str) ->
 def surrogate_derivative(kind: str, d: Dialect) -> str:
     """dS/dm as a format string in ``{m}`` (the margin as float64), ``{ms}`` (the margin in the storage dtype) and
     the constants ``c0``..``c4`` (``surrogate_constants``); "" for no gradient (heaviside). The sigmoid is
-    evaluated in the storage dtype, as autograd evaluates it in the reference: in float32 ``1 - sigmoid`` loses
-    most of its digits in the tails, and the gradients must match that reference, not a more exact value."""
+    evaluated in the storage dtype, operation by operation as PyTorch's CPU kernel evaluates it in the reference
+    (``1 / (1 + exp(-z))``, each step rounded): in float32 ``1 - sigmoid`` loses most of its digits in the tails,
+    and the gradients must match that reference, not a more exact value."""
     E, A = d.exp, d.abs
     if kind == "atan":  # c0 = pi/2*alpha, c1 = alpha/2
         return "(c1 / (1.0 + (c0 * {m}) * (c0 * {m})))"
     if kind in ("fast_sigmoid", "superspike"):  # c0 = slope
         return f"(1.0 / ((c0 * {A}({{m}}) + 1.0) * (c0 * {A}({{m}}) + 1.0)))"
-    if kind == "sigmoid":  # c0 = alpha; s = sigmoid(alpha*m) rounded to the storage dtype, (1 - s)*s*alpha there
-        alpha = d.to_storage("c0")
-        sig = d.to_storage(f"(1.0 / (1.0 + {E}(-{d.to_wide(f'({alpha} * {{ms}})')})))")
-        one = d.const(1.0, False)
+    if kind == "sigmoid":  # c0 = alpha; in the storage dtype, as PyTorch's CPU sigmoid: 1 / (1 + exp(-alpha*m))
+        alpha, one = d.to_storage("c0"), d.const(1.0, False)
+        z = d.to_wide(f"({alpha} * {{ms}})")
+        sig = f"({one} / ({one} + {d.to_storage(f'{E}(-{z})')}))"
         return d.to_wide(f"(({one} - {sig}) * {sig} * {alpha})")
     if kind == "multi_gaussian":  # c0 = sigma, c1 = 1/(2 sigma^2), c2 = 1/(2 wide^2), c3, c4 the two heights
         return (f"(c3 * {E}(-({{m}} * {{m}}) * c1) - c4 * ({E}(-(({{m}} - c0) * ({{m}} - c0)) * c2) "

@@ -111,3 +111,111 @@ def test_populate_opt_out_and_small_or_non_cpu_buffers(monkeypatch):
     monkeypatch.setenv("SNN_BLOCKBACKEND_PREFAULT", "1")
     monkeypatch.setattr(_memory, "_spare_cpu", lambda: False)  # one CPU: the helper would compete with the loop
     assert _memory.populate_in_background(big) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# reuse of large CPU buffers (``empty``'s cache)
+# ---------------------------------------------------------------------------------------------
+LARGE = (1 << 22,)  # 16 MiB of float32: above the size the cache keeps
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch):
+    monkeypatch.delenv("SNN_BLOCKBACKEND_HOST_CACHE_MB", raising=False)
+    _memory.empty_cache()
+    yield
+    _memory.empty_cache()
+
+
+def test_a_dropped_buffer_is_reused_for_the_same_size(fresh_cache):
+    first = _memory.empty(LARGE, torch.float32, torch.device("cpu"))
+    address = first.data_ptr()
+    del first
+    again = _memory.empty((1 << 11, 1 << 11), torch.float32, torch.device("cpu"))  # same bytes, another shape
+    assert again.data_ptr() == address and again.shape == (2048, 2048)
+    other_dtype = _memory.empty((1 << 21,), torch.float64, torch.device("cpu"))  # same bytes, other dtype
+    assert other_dtype.data_ptr() != address and other_dtype.dtype == torch.float64
+
+
+def test_a_buffer_is_not_reused_while_any_tensor_or_array_uses_it(fresh_cache):
+    cpu = torch.device("cpu")
+    first = _memory.empty(LARGE, torch.float32, cpu)
+    first.fill_(7.0)
+    holders = [first[10:20].view(2, 5), first.numpy(), first.view(torch.int32)]  # views keep the memory in use
+    del first
+    for holder in holders:
+        taken = [_memory.empty(LARGE, torch.float32, cpu) for _ in range(2)]
+        taken[0].fill_(-1.0)
+        taken[1].fill_(-1.0)
+        assert float(torch.as_tensor(holders[0]).float().sum()) == 70.0  # untouched by the new buffers
+        del taken
+    saved = torch.ones(3, requires_grad=True)
+    graph_holder = _memory.empty(LARGE, torch.float32, cpu).fill_(2.0)
+    y = (saved.sum() * graph_holder).sum()  # autograd saves graph_holder for the backward
+    address = graph_holder.data_ptr()
+    del graph_holder
+    assert _memory.empty(LARGE, torch.float32, cpu).data_ptr() != address
+    y.backward()
+    assert float(saved.grad[0]) == 2.0 * LARGE[0]
+
+
+def test_idle_buffers_are_kept_up_to_the_limit_and_released_on_request(fresh_cache, monkeypatch):
+    cpu = torch.device("cpu")
+    nbytes = LARGE[0] * 4
+    monkeypatch.setenv("SNN_BLOCKBACKEND_HOST_CACHE_MB", str(2 * nbytes / (1 << 20)))  # room for two idle ones
+    held = [_memory.empty(LARGE, torch.float32, cpu) for _ in range(3)]
+    assert _memory.cached_bytes() == (3 * nbytes, 0)
+    del held
+    _memory.empty((16,), torch.float32, cpu)  # small: not cached, no release either
+    assert _memory.cached_bytes() == (0, 3 * nbytes)
+    # the limit is applied when a buffer is handed out (a tensor's death is not seen): another size, a fresh
+    # buffer, and the least recently used idle one goes
+    kept = _memory.empty((LARGE[0] * 2,), torch.float32, cpu)
+    assert _memory.cached_bytes() == (2 * nbytes, 2 * nbytes)
+    del kept
+    _memory.empty_cache()
+    assert _memory.cached_bytes() == (0, 0)
+    monkeypatch.setenv("SNN_BLOCKBACKEND_HOST_CACHE_MB", "0")
+    t = _memory.empty(LARGE, torch.float32, cpu)
+    assert _memory.cached_bytes() == (0, 0) and t.numel() == LARGE[0]
+    monkeypatch.setenv("SNN_BLOCKBACKEND_HOST_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="SNN_BLOCKBACKEND_HOST_CACHE_MB"):
+        _memory.empty(LARGE, torch.float32, cpu)
+
+
+def test_empty_cache_is_public():
+    import snn_blockbackend
+
+    assert snn_blockbackend.empty_cache is _memory.empty_cache
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_providers_reusing_buffers_equal_the_reference(backend, fresh_cache):
+    # [64, 32768] float32 = 8 MiB per output: above the cache's threshold, so the second and third calls reuse
+    # the buffers the earlier ones dropped, while an earlier result that is still held keeps its own
+    from snn_blockbackend import block_neuron, plugins
+
+    if backend not in plugins.providers():
+        pytest.skip(f"the {backend} provider is not installed (pip extra 'numba')")
+    generator = torch.Generator().manual_seed(3)
+    inputs = [torch.rand((64, 32768), generator=generator) * 0.8 + 0.2 for _ in range(3)]
+    params = {"beta": torch.rand(32768, generator=generator) * 0.5 + 0.5, "threshold": 1.0}
+
+    def run(x, name):
+        x = x.clone().requires_grad_()
+        result = block_neuron(x, "snntorch_leaky", params, 2, backend=name)
+        (result.spikes.sum() + result.membrane.square().sum()).backward()
+        return result.spikes, result.membrane, x.grad
+
+    expected = [run(x, "reference") for x in inputs]
+    held = run(inputs[0], backend)
+    footprint = []  # bytes the cache holds (in use + idle) after each call
+    for x, want in zip(inputs[1:] + inputs[:1], expected[1:] + expected[:1]):
+        got = run(x, backend)
+        footprint.append(sum(_memory.cached_bytes()))
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        torch.testing.assert_close(got[2], want[2], rtol=1e-5, atol=1e-5 * float(want[2].abs().max()))
+        del got
+    assert footprint[0] > 0 and footprint[1] == footprint[0]  # the third call allocated nothing new
+    assert torch.equal(held[0], expected[0][0]) and torch.equal(held[1], expected[0][1])
+    torch.testing.assert_close(held[2], expected[0][2], rtol=1e-5, atol=1e-5 * float(expected[0][2].abs().max()))

@@ -4,6 +4,7 @@ from . import surrogate
 from .functional import BlockResult, block_neuron, set_backend, use_backend
 from .modules import BlockALIF, BlockLIF
 from .profiles import PROFILES, NeuronProfile, make_profile
+from .providers._memory import empty_cache
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,7 @@ __all__ = [
     "NeuronProfile",
     "PROFILES",
     "block_neuron",
+    "empty_cache",
     "make_profile",
     "set_backend",
     "surrogate",

@@ -15,6 +15,14 @@ ahead of the loop from a helper thread (``madvise(MADV_POPULATE_WRITE)``, Linux 
 runs on another core while the loop runs on one intra-op thread. The call writes no value (it cannot race
 with the loop's writes; a page the loop reaches first is simply skipped) and the helper holds the tensors
 until it is done. Opt out with ``SNN_BLOCKBACKEND_PREFAULT=0``.
+
+Cheapest of all is memory that is already mapped. A training loop asks for buffers of the same sizes at every
+step, and each is freed (its tensors die) before the next step asks again; glibc hands such large blocks back to
+the kernel at once (``munmap``), so every step would pay the first touch afresh. ``empty`` therefore keeps the
+large CPU buffers it hands out and gives one out again, for a request of the same size, once no tensor uses it
+any more (nothing but the cache references it): the way PyTorch's CUDA caching allocator keeps device memory.
+Idle buffers are kept up to ``SNN_BLOCKBACKEND_HOST_CACHE_MB`` (default 2048; 0: keep none), the least recently
+used ones are released first; ``empty_cache()`` releases them all.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import os
 import sys
 import threading
 
+import numpy as np
 import torch
 
 _HUGE_PAGE = 2 << 20
@@ -67,9 +76,79 @@ def advise_huge_pages(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+_DEFAULT_CACHE_MB = 2048
+_cached: list[np.ndarray] = []  # uint8 buffers handed out by ``empty``, least recently used first
+_cache_lock = threading.Lock()
+
+
+def _cache_limit_bytes() -> int:
+    """Bytes of idle buffers the cache may keep (``SNN_BLOCKBACKEND_HOST_CACHE_MB``, read at each call)."""
+    value = os.environ.get("SNN_BLOCKBACKEND_HOST_CACHE_MB", str(_DEFAULT_CACHE_MB))
+    try:
+        megabytes = float(value)
+    except ValueError:
+        raise ValueError(f"SNN_BLOCKBACKEND_HOST_CACHE_MB must be a number of MiB (0: no cache), got {value!r}") from None
+    return max(0, int(megabytes * (1 << 20)))
+
+
+def _idle(index: int) -> bool:
+    # a buffer nothing else references: the list's reference and getrefcount's argument; a tensor made from it
+    # (torch.from_numpy), its views and a NumPy view of it each hold one more
+    return sys.getrefcount(_cached[index]) == 2
+
+
+def _release_idle(keep_bytes: int) -> None:
+    """Drops idle buffers, least recently used first, until at most ``keep_bytes`` of them remain."""
+    idle = sum(_cached[i].nbytes for i in range(len(_cached)) if _idle(i))
+    i = 0
+    while idle > keep_bytes and i < len(_cached):
+        if _idle(i):
+            idle -= _cached.pop(i).nbytes
+        else:
+            i += 1
+
+
+def _host_bytes(nbytes: int, limit: int) -> np.ndarray:
+    """An idle cached buffer of ``nbytes`` bytes (the most recently used), else a fresh one (huge pages advised);
+    either is the cache's most recently used afterwards. A buffer is a NumPy array over a PyTorch allocation: a
+    NumPy array's reference count says whether anything still uses it."""
+    with _cache_lock:
+        for i in range(len(_cached) - 1, -1, -1):
+            if _cached[i].nbytes == nbytes and _idle(i):
+                buffer = _cached.pop(i)
+                break
+        else:
+            buffer = advise_huge_pages(torch.empty(nbytes, dtype=torch.uint8)).numpy()
+        _cached.append(buffer)
+        _release_idle(limit)
+        return buffer
+
+
+def empty_cache() -> None:
+    """Releases the idle CPU buffers ``empty`` keeps for reuse (buffers in use are untouched)."""
+    with _cache_lock:
+        _release_idle(0)
+
+
+def cached_bytes() -> tuple[int, int]:
+    """(bytes of cached buffers in use, bytes of idle ones)."""
+    with _cache_lock:
+        idle = [_idle(i) for i in range(len(_cached))]
+        sizes = [b.nbytes for b in _cached]
+    return sum(s for s, i in zip(sizes, idle) if not i), sum(s for s, i in zip(sizes, idle) if i)
+
+
 def empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``torch.empty`` for large step-by-step buffers (huge pages on Linux CPUs)."""
-    return advise_huge_pages(torch.empty(shape, dtype=dtype, device=device))
+    """``torch.empty`` for large buffers of our operators: on CPU, a reused buffer of the same size where one is
+    idle, else fresh memory backed by huge pages (Linux)."""
+    shape = torch.Size(shape)
+    nbytes = shape.numel() * dtype.itemsize
+    if device.type != "cpu" or nbytes < _MIN_BYTES:
+        return torch.empty(shape, dtype=dtype, device=device)
+    limit = _cache_limit_bytes()
+    if limit == 0:
+        return advise_huge_pages(torch.empty(shape, dtype=dtype, device=device))
+    return torch.from_numpy(_host_bytes(nbytes, limit)).view(dtype).view(shape)
 
 
 def _populate_chunks(tensors, reverse):

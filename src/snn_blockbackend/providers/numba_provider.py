@@ -17,7 +17,7 @@ from .. import surrogate as sg
 from ..kernels import cache as kernel_cache
 from ..kernels import codegen
 from ..plugins import hookimpl
-from . import generated
+from . import _memory, generated
 
 from .numba_threads import run_chunks, threads
 
@@ -60,6 +60,11 @@ def _uniform_or_rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> tuple[
     return grad.detach().contiguous().reshape(T, N).numpy(), False
 
 
+def _rows_buffer(T: int, N: int, dtype: torch.dtype) -> np.ndarray:
+    """A [T, N] output buffer (``_memory.empty``: reused once its tensors are gone) as the array a kernel fills."""
+    return _memory.empty((T, N), dtype, torch.device("cpu")).numpy()
+
+
 def _rows(t: Tensor) -> Tensor:
     """[T, ...] -> [T, N] contiguous (no copy when it already is)."""
     return t.detach().contiguous().reshape(t.shape[0], -1)
@@ -89,11 +94,10 @@ def numba_generated_forward(
     T, N = x.shape[0], shape.numel()
     xs = _rows(x).numpy()
     dtype = xs.dtype
-    S, M = np.empty((T, N), dtype=dtype), np.empty((T, N), dtype=dtype)
-    F = np.empty((T, N), dtype=np.uint8)
+    S, M, *saved = (_rows_buffer(T, N, x.dtype) for _ in range(2 + len(step.saved)))
+    F = _rows_buffer(T, N, torch.uint8)
     countdown_out = np.empty(N, dtype=np.int64)
     finals = [np.empty(N, dtype=dtype) for _ in step.state]
-    saved = [np.empty((T, N), dtype=dtype) for _ in step.saved]
     module = _generated_module(step, x.dtype, sg_kind)
     width = chunk_width(N, FORWARD_WIDEST)
     run_chunks(
@@ -115,7 +119,7 @@ def numba_generated_backward(
     T, N = M.shape
     shape = state0[0].shape
     dtype = M.detach().numpy().dtype
-    gx = np.empty((T, N), dtype=dtype)
+    gx = _rows_buffer(T, N, M.dtype)
     g_state = [np.empty(N, dtype=np.float64) for _ in step.state]
     g_params = [np.empty(N, dtype=np.float64) for _ in step.params]
     constants = np.array(codegen.surrogate_constants(sg_kind, sg_args), dtype=np.float64)

@@ -22,7 +22,8 @@ class Dialect:
     to_storage: Callable[[str], str]  # a float64 value rounded to the storage dtype
     const: Callable[[float, bool], str]  # a constant (already rounded) in the storage dtype or float64 (wide)
     abs: str  # function names
-    exp: str
+    exp: str  # float64
+    exp_storage: str  # in the storage dtype
 
 
 def rounded(value: float, dtype: torch.dtype) -> float:
@@ -155,8 +156,12 @@ def surrogate_derivative(kind: str, d: Dialect) -> str:
         sig = f"({one} / ({one} + {d.to_storage(f'{E}(-{z})')}))"
         return d.to_wide(f"(({one} - {sig}) * {sig} * {alpha})")
     if kind == "multi_gaussian":  # c0 = sigma, c1 = 1/(2 sigma^2), c2 = 1/(2 wide^2), c3, c4 the two heights
-        return (f"(c3 * {E}(-({{m}} * {{m}}) * c1) - c4 * ({E}(-(({{m}} - c0) * ({{m}} - c0)) * c2) "
-                f"+ {E}(-(({{m}} + c0) * ({{m}} + c0)) * c2)))")  # fmt: skip
+        # in the storage dtype, as autograd evaluates it in the reference: three exponentials per element were
+        # most of a float32 backward in float64, and float32 ones run on twice the vector lanes
+        c0, c1, c2, c3, c4 = (d.to_storage(f"c{k}") for k in range(5))
+        SE = d.exp_storage
+        return d.to_wide(f"({c3} * {SE}(-({{ms}} * {{ms}}) * {c1}) - {c4} * ({SE}(-(({{ms}} - {c0}) * ({{ms}} - {c0}))"
+                         f" * {c2}) + {SE}(-(({{ms}} + {c0}) * ({{ms}} + {c0})) * {c2})))")  # fmt: skip
     if kind == "boxcar":  # c0 = width/2
         return d.select("(({m} > -c0) & ({m} <= c0))", "1.0", "0.0")
     if kind == "heaviside":

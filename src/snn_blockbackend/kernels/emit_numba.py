@@ -12,6 +12,9 @@ nodes bitwise, and runs the adjoint statements in float64.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import torch
 
 from .codegen import Dialect, adjoint_statements, forward_statements, hoisted, surrogate_derivative
@@ -26,6 +29,7 @@ DIALECT = Dialect(
     const=lambda value, wide: repr(float(value)) if wide else f"DT({float(value)!r})",
     abs="abs",
     exp="vexp",  # kernels.numba_math.exp: inlined, vectorizes (math.exp is a call per element)
+    exp_storage="sexp",  # the module binds it to numba_math.exp32 (float32) or exp (float64)
 )
 
 
@@ -40,6 +44,14 @@ def configure_llvm() -> None:
 
     for option in LLVM_OPTIONS:
         llvmlite.binding.set_option("snn_blockbackend", option)
+
+
+def _math_version() -> str:
+    """A digest of ``numba_math``'s source: written into each module, so that numba's cache (which keys on the
+    module file and does not see the functions it inlines from elsewhere) recompiles when that math changes."""
+    from . import numba_math
+
+    return hashlib.sha256(Path(numba_math.__file__).read_bytes()).hexdigest()[:16]
 
 
 def _indent(lines, depth):
@@ -161,9 +173,11 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         "import numpy as np",
         "",
         "from snn_blockbackend.kernels.numba_math import exp as vexp",
+        f"from snn_blockbackend.kernels.numba_math import {'exp32' if dtype == torch.float32 else 'exp'} as sexp",
         "",
         f"DT = {_DTYPES[dtype]}",
         f"# compiled with the LLVM options {', '.join(LLVM_OPTIONS)} (emit_numba.configure_llvm)",
+        f"# numba_math {_math_version()}",
         "",
         *("# " + line for line in step.listing().splitlines()),
         "",

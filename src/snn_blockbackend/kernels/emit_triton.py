@@ -28,6 +28,7 @@ def _dialect(dtype: torch.dtype) -> Dialect:
         const=lambda value, wide: f"tl.full([BLOCK], {float(value)!r}, {'tl.float64' if wide else storage})",
         abs="tl.abs",
         exp="tl.exp",
+        exp_storage="tl.exp",
     )
 
 

@@ -24,6 +24,18 @@ def _bits_as_float64(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _bits_as_float32(typingctx, bits):
+    """The float32 whose IEEE-754 bits are the int32 ``bits``."""
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return types.float32(types.int32), codegen
+
+
 @numba.njit(inline="always", error_model="numpy")
 def exp(z):
     """exp(z) in float64 within about one ulp of ``math.exp`` (0 below -708, inf above ~709.8, NaN for NaN):
@@ -39,4 +51,24 @@ def exp(z):
     # 2^n as 2 * 2^(n-1): n reaches 1024 just below the overflow threshold, 2^(n-1) is always a normal number
     out = (p * 2.0) * _bits_as_float64((numba.int64(n) + numba.int64(1022)) << numba.int64(52))
     out = out if z > -708.0 else 0.0
+    return out if z == z else z
+
+
+@numba.njit(inline="always", error_model="numpy")
+def exp32(z):
+    """exp(z) in float32 arithmetic, within a few float32 ulps of ``math.exp`` (0 below -86, where the result
+    would be near or below the smallest normal float32, inf above ~88.7, NaN for NaN): the same scheme as ``exp`` with ln 2 split for float32
+    (Cody-Waite: the high part has 9 significant bits, so n * high is exact) and a degree-7 Taylor polynomial
+    (relative error < 1e-8 on |r| <= ln(2)/2). Eight lanes per AVX2 vector instead of ``exp``'s four."""
+    f = numba.float32
+    y = z if z > f(-86.0) else f(-86.0)
+    y = y if y < f(89.0) else f(89.0)
+    n = numba.int32(y * f(1.44269504) + f(200.5)) - numba.int32(200)  # round half up (the sum is > 0)
+    nf = f(n)
+    r = (y - nf * f(0.693359375)) - nf * f(-2.12194440e-4)
+    p = f(1.0) + r * (f(1.0) + r * (f(0.5) + r * (f(1 / 6) + r * (f(1 / 24) + r * (f(1 / 120) + r * (
+        f(1 / 720) + r * f(1 / 5040)))))))
+    # 2^n as 2 * 2^(n-1): 2^(n-1) is a normal float32 for n in -125..128
+    out = (p * f(2.0)) * _bits_as_float32(numba.int32((n + numba.int32(126)) << numba.int32(23)))
+    out = out if z > f(-86.0) else f(0.0)
     return out if z == z else z

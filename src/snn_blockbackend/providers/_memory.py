@@ -91,10 +91,27 @@ def _cache_limit_bytes() -> int:
     return max(0, int(megabytes * (1 << 20)))
 
 
+def _references(index: int) -> int:
+    return sys.getrefcount(_cached[index])
+
+
+def _baseline_references() -> int:
+    """What ``_references`` reports for a buffer nothing but the cache holds (2 on CPython up to 3.13: the list
+    and getrefcount's argument), measured rather than assumed, since interpreters differ in how they count."""
+    _cached.append(np.empty(1, dtype=np.uint8))
+    try:
+        return _references(len(_cached) - 1)
+    finally:
+        _cached.pop()
+
+
+_IDLE_REFERENCES = _baseline_references()
+
+
 def _idle(index: int) -> bool:
-    # a buffer nothing else references: the list's reference and getrefcount's argument; a tensor made from it
-    # (torch.from_numpy), its views and a NumPy view of it each hold one more
-    return sys.getrefcount(_cached[index]) == 2
+    # a buffer nothing else references; a tensor made from it (torch.from_numpy), its views and a NumPy view of
+    # it each hold one more reference
+    return _references(index) <= _IDLE_REFERENCES
 
 
 def _release_idle(keep_bytes: int) -> None:

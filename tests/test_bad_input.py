@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from snn_blockbackend import make_profile, BlockALIF, BlockLIF, block_neuron, set_backend, use_backend
+from snn_blockbackend import make_profile, plugins, BlockALIF, BlockLIF, block_neuron, set_backend, use_backend
 from snn_blockbackend.adapters.registry import ADAPTERS, AdapterInfo
 
 X = torch.randn(6, 2, 3)
@@ -24,6 +24,40 @@ X = torch.randn(6, 2, 3)
 def test_bad_input_tensor(x, error, match):
     with pytest.raises(error, match=match):
         block_neuron(x, "paper_lif", {"beta": 0.9})
+
+
+CPU_PROVIDERS = [name for name in ("reference", "torch", "numba") if name in plugins.providers()]
+
+
+@pytest.mark.parametrize("backend", CPU_PROVIDERS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input_is_refused_wherever_it_is(backend, dtype, bad):
+    """The numba provider checks the input inside its forward kernel (chunks of neurons on several threads):
+    a NaN or Inf anywhere is refused as by the separate check of the other providers, the first and the last
+    step, the first and the last neuron (the edges of the kernel's chunks) included; without the check the
+    same input runs."""
+    T, N = 7, 700  # with two threads the kernel's chunks end at neuron 349 and 699
+    for t, n in [(0, 0), (T - 1, N - 1), (3, N // 2 - 1), (3, N // 2)]:
+        x = torch.randn(T, N, dtype=dtype)
+        x[t, n] = bad
+        with pytest.raises(ValueError, match="input contains NaN or Inf"):
+            block_neuron(x, "snntorch_leaky", {"beta": 0.9}, 2, backend=backend)
+        assert block_neuron(x, "snntorch_leaky", {"beta": 0.9}, 2, backend=backend, check_finite=False).spikes.shape == x.shape
+
+
+def test_numba_reads_the_input_once():
+    """With the numba provider the finiteness check is the kernel's: no torch reduction over the input precedes
+    it (a separate pass re-reads x, and the parallel operator's spinning OpenMP workers slow the kernel)."""
+    if "numba" not in plugins.providers():
+        pytest.skip("numba is not installed (the [numba] extra)")
+    x = torch.randn(20, 4, 64)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        block_neuron(x, "snntorch_leaky", {"beta": 0.9}, 0, backend="numba")
+    names = {event.name for event in prof.events()}
+    over_x = {event.name for event in prof.events() if list(x.shape) in event.input_shapes}
+    assert "snn_blockbackend::numba_generated_forward" in names and "aten::sum" in names  # the parameter's check
+    assert not over_x & {"aten::sum", "aten::isfinite", "aten::all"}, over_x
 
 
 def test_finite_check_can_be_skipped():

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 
 from . import plugins
-from .ops import has_data
+from .ops import NONFINITE_INPUT, has_data
 from .profiles import NeuronProfile, make_profile
 from .providers import install_hint
 
@@ -157,7 +157,7 @@ def check_input(x: torch.Tensor, check_finite: bool = True) -> None:
             f"input must be time-first with at least one neuron dimension, [T, ...]; got shape {tuple(x.shape)}"
         )
     if check_finite and not all_finite(x):
-        raise ValueError("input contains NaN or Inf (pass check_finite=False to skip this check)")
+        raise ValueError(NONFINITE_INPUT)
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -310,13 +310,20 @@ def block_neuron(
     if grad not in GRAD_MODES:
         raise ValueError(f"grad must be one of {GRAD_MODES}, not {grad!r}")
     refractory_steps = check_refractory_steps(refractory_steps)
-    check_input(x, check_finite)
+    check_input(x, check_finite=False)  # the finiteness check follows once the provider is known
     p = check_params(profile, params, x)
     state = check_state(profile, state, x, refractory_steps, check_finite)
     dtypes = [x.dtype, *(t.dtype for t in p.values())]
     if state is not None:
         dtypes += [t.dtype for name, t in state.items() if name != "refractory"]
     provider = select_provider(backend, profile, x.device, grad, tuple(dtypes))
+    # A provider that checks the input as its kernel reads it saves a pass over x (and, right before its kernel,
+    # a parallel torch operator whose OpenMP workers keep spinning and take the kernel's cores for milliseconds).
+    checks = {}
+    if check_finite and getattr(provider, "checks_input_finite", False) and has_data(x):
+        checks = {"check_finite": True}
+    elif check_finite and not all_finite(x):
+        raise ValueError(NONFINITE_INPUT)
     if state is not None:
         state = _shaped_state(state, x.shape[1:], one_dtype=all(dtype == x.dtype for dtype in dtypes))
     if x.shape[0] == 0:
@@ -328,9 +335,9 @@ def block_neuron(
         # as the native neurons' do under autocast. Only the engine's own bookkeeping (stacking the steps)
         # would be touched by autocast, so it is switched off around the engine.
         with torch.autocast(device_type, enabled=False):
-            spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad)
+            spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad, **checks)
     else:
-        spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad)
+        spikes, membrane, final = provider.run(profile, p, x, run_steps, state=run_state, grad=grad, **checks)
     if run_steps != refractory_steps:
         final = {**final, "refractory": _exact_countdown(refractory_steps, x.shape[0], final["refractory"], state)}
     return BlockResult(spikes, membrane, _owned(final))

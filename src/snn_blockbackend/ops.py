@@ -54,6 +54,9 @@ def _is_fake(t: torch.Tensor) -> bool:
     return isinstance(t, FakeTensor) or torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
+NONFINITE_INPUT = "input contains NaN or Inf (pass check_finite=False to skip this check)"
+
+
 def custom_op(name: str) -> Callable:
     """``torch.library.custom_op`` in our namespace, for an operator that mutates none of its inputs."""
     return torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())

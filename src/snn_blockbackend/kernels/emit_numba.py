@@ -88,7 +88,7 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         return [
             f"def forward_chunk(lo, width, x, countdown0, R, {', '.join(f's0_{s}' for s in states)}, "
             f"{''.join(f'p_{p}, ' for p in params)}S, M, F, countdown_out, {', '.join(f'f_{s}' for s in states)}"
-            f"{''.join(f', sv_{s}' for s in saved)}):",
+            f"{''.join(f', sv_{s}' for s in saved)}, x_check):",
             "    T, N = x.shape",
             "    R32, one32, zero32 = np.int32(R), np.int32(1), np.int32(0)",
             *(f"    st_{s} = s0_{s}[lo:lo + width].copy()" for s in states),
@@ -96,12 +96,16 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
             # chunk-local copies: fresh arrays LLVM knows alias nothing, so the neuron loop vectorizes cheaply
             *(f"    pc_{p} = p_{p}[lo:lo + width].copy()" for p in params),
             "    hi = lo + width",
+            # x - x is 0 for a finite x and NaN for NaN/Inf: summed per neuron, it is the caller's finiteness check
+            # of the input, made while the input streams through anyway (a separate pass would read it again)
+            "    chk = np.zeros(width, dtype=DT)",
             *lift,
             "    for t in range(T):",
             "        xr, Sr, Mr = x[t, lo:hi], S[t, lo:hi], M[t, lo:hi]",
             *(f"        svr_{s} = sv_{s}[t, lo:hi]" for s in saved),
             "        Fr = F[t, lo:hi]",
             "        for i in range(width):",
+            "            chk[i] += xr[i] - xr[i]",
             "            count = cd[i]",
             "            live = count <= zero32",
             *_indent(body_fwd, 3),
@@ -117,6 +121,7 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
             "    for i in range(width):",
             *(f"        f_{s}[lo + i] = st_{s}[i]" for s in states),
             "        countdown_out[lo + i] = cd[i]",
+            "        x_check[lo + i] = chk[i]",
         ]
 
     seeds: dict[int, list[str]] = {}

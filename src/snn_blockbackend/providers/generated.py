@@ -8,6 +8,7 @@ two launches (forward and backward) as ``torch.library`` operators with these sc
                                  params: list, kernel, sg_kind, sg_args) -> [dL/dx, *dL/dstate0, *dL/dparams]
 
 ``kernel`` is the traced step's key (``kernels.registered``); the live flags are [T, N] uint8 (1: not refractory).
+The numba forward operator takes one more argument, ``check_finite`` (its kernel checks the input as it reads it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def generated_only() -> bool:
     return os.environ.get("SNN_BLOCKBACKEND_GENERATED_KERNELS") == "1"
 
 
-def _fake_forward(x, state0, params, countdown0, refractory_steps, kernel, sg_kind, sg_args):
+def _fake_forward(x, state0, params, countdown0, refractory_steps, kernel, sg_kind, sg_args, *checks):
     step = kernels.registered(kernel)
     T, N = x.shape[0], x[0].numel()
     flags = x.new_empty((T, N), dtype=torch.uint8)
@@ -43,8 +44,9 @@ def _fake_backward(g_spikes, g_membrane, g_finals, x, M, F, state0, saved, param
 
 
 def _setup(ctx, inputs, output):
-    x, state0, params, _countdown0, _R, kernel, sg_kind, sg_args = inputs
+    x, state0, params, _countdown0, _R, kernel, sg_kind, sg_args = inputs[:8]
     n_state = len(state0)
+    ctx.n_inputs = len(inputs)
     ctx.config = (kernel, sg_kind, sg_args)
     ctx.counts = (n_state, len(params), len(output) - 4 - n_state)
     ctx.save_for_backward(x, output[1], output[2], *state0, *output[4 + n_state :], *params)
@@ -62,7 +64,7 @@ def _grad_through(backward_op):
         shape = state0[0].shape
         g_state = [g.to(s.dtype).view(shape) for g, s in zip(g_rest[:n_state], state0)]
         g_params = [ops.per_neuron_grad(g, p, shape) for g, p in zip(g_rest[n_state:], params)]
-        return gx.view(x.shape) if ctx.needs_input_grad[0] else None, g_state, g_params, None, None, None, None, None
+        return gx.view(x.shape) if ctx.needs_input_grad[0] else None, g_state, g_params, *(None,) * (ctx.n_inputs - 3)
 
     return grad
 
@@ -77,14 +79,15 @@ def register(forward, backward, backend: str) -> None:
     ops.count_flops(backward, ops.BACKWARD_FLOPS_PER_ELEMENT_STEP)
 
 
-def run(forward, profile, p, x, refractory_steps, state):
-    """A provider's ``run`` through its generated-kernel ``forward`` operator (``p``: prepared parameters)."""
+def run(forward, profile, p, x, refractory_steps, state, *checks):
+    """A provider's ``run`` through its generated-kernel ``forward`` operator (``p``: prepared parameters;
+    ``checks``: the arguments only some providers' operators take, the numba one's ``check_finite``)."""
     step = kernels.step_of(profile, x.dtype)
     s, countdown = initial_state(profile, p, x, state)
     surrogate, shape = profile.surrogate, x.shape[1:]
     S, M, _, countdown, *rest = forward(
         x, [s[name].expand(shape) for name in step.state], [p[name] for name in step.params], countdown,
-        refractory_steps, step.key, surrogate.kind, list(surrogate.kernel_args),
+        refractory_steps, step.key, surrogate.kind, list(surrogate.kernel_args), *checks,
     )  # fmt: skip
     final = {name: value.view(shape) for name, value in zip(step.state, rest)}
     return S.view(x.shape), M.view(x.shape), {**final, "refractory": countdown.view(shape)}

@@ -85,10 +85,11 @@ if emit_numba is not None:
 @ops.custom_op("numba_generated_forward")
 def numba_generated_forward(
     x: Tensor, state0: list[Tensor], params: list[Tensor], countdown0: Tensor, refractory_steps: int, kernel: str,
-    sg_kind: str, sg_args: list[float],
+    sg_kind: str, sg_args: list[float], check_finite: bool,
 ) -> list[Tensor]:
     """The traced step ``kernel`` over [T, ...] input: spikes, membranes, live flags ([T, N] uint8), final countdown,
-    the final value of each state variable, and each saved state variable's rows (for the backward)."""
+    the final value of each state variable, and each saved state variable's rows (for the backward).
+    ``check_finite``: raise ``ValueError`` if ``x`` holds NaN or Inf (the kernel checks it as it reads it)."""
     step = kernels.registered(kernel)
     shape = x.shape[1:]
     T, N = x.shape[0], shape.numel()
@@ -97,14 +98,17 @@ def numba_generated_forward(
     S, M, *saved = (_rows_buffer(T, N, x.dtype) for _ in range(2 + len(step.saved)))
     F = _rows_buffer(T, N, torch.uint8)
     countdown_out = np.empty(N, dtype=np.int64)
+    x_check = np.empty(N, dtype=dtype)
     finals = [np.empty(N, dtype=dtype) for _ in step.state]
     module = _generated_module(step, x.dtype, sg_kind)
     width = chunk_width(N, FORWARD_WIDEST)
     run_chunks(
         module.forward_chunk, N, width, xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(),
         refractory_steps, *(_flat(s, shape) for s in state0),
-        *(_flat(p, shape) for p in params), S, M, F, countdown_out, *finals, *saved,
+        *(_flat(p, shape) for p in params), S, M, F, countdown_out, *finals, *saved, x_check,
     )  # fmt: skip
+    if check_finite and np.isnan(x_check).any():
+        raise ValueError(ops.NONFINITE_INPUT)
     return [torch.from_numpy(a) for a in (S, M, F, countdown_out, *finals, *saved)]
 
 
@@ -141,6 +145,7 @@ if emit_numba is not None:
 class NumbaProvider:
     name = "numba"
     priority = 20
+    checks_input_finite = True  # run(check_finite=True): the forward kernel checks x as it reads it
 
     def supports(self, profile, device, grad):
         if device.type != "cpu":
@@ -152,9 +157,9 @@ class NumbaProvider:
     def supports_dtypes(self, dtypes):
         return ops.kernel_dtype_refusal("numba", dtypes)
 
-    def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
+    def run(self, profile, params, x, refractory_steps, state=None, grad="exact", check_finite=False):
         forward = torch.ops.snn_blockbackend.numba_generated_forward
-        return generated.run(forward, profile, profile.prepare(params), x, refractory_steps, state)
+        return generated.run(forward, profile, profile.prepare(params), x, refractory_steps, state, check_finite)
 
 
 @hookimpl

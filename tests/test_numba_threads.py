@@ -50,10 +50,13 @@ SIDE_EFFECTS = textwrap.dedent(
 @pytest.mark.parametrize("threads", [1, 2])
 def test_kernels_keep_torch_threads_and_speed(threads):
     env = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
-    done = subprocess.run(
-        [sys.executable, "-c", SIDE_EFFECTS, str(threads)], capture_output=True, text=True, timeout=300, env=env
-    )
-    assert done.returncode == 0, done.stderr
+    # twice: the first run compiles the kernels into the on-disk caches (with a cold cache, seconds of LLVM work
+    # between the two timings made "after" up to 1.7x slower once), the second loads them and is the measurement
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", SIDE_EFFECTS, str(threads)], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["layer"] is None  # our kernels run on Python threads (providers.numba_threads.run_chunks)
     assert result["threads_after"] == threads

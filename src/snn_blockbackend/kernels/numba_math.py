@@ -12,28 +12,25 @@ from numba import types
 from numba.extending import intrinsic
 
 
-@intrinsic
-def _bits_as_float64(typingctx, bits):
-    """The float64 whose IEEE-754 bits are the int64 ``bits`` (a bit cast, no conversion)."""
-    if bits != types.int64:
-        return None
+def _bit_cast(int_type, float_type):
+    """An intrinsic: the ``float_type`` whose IEEE-754 bits are the ``int_type`` argument (a bit cast, no
+    conversion)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    @intrinsic
+    def bits_as_float(typingctx, bits):
+        if bits != int_type:
+            return None
 
-    return types.float64(types.int64), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(float_type))
+
+        return float_type(int_type), codegen
+
+    return bits_as_float
 
 
-@intrinsic
-def _bits_as_float32(typingctx, bits):
-    """The float32 whose IEEE-754 bits are the int32 ``bits``."""
-    if bits != types.int32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
-
-    return types.float32(types.int32), codegen
+_bits_as_float64 = _bit_cast(types.int64, types.float64)
+_bits_as_float32 = _bit_cast(types.int32, types.float32)
 
 
 @numba.njit(inline="always", error_model="numpy")

@@ -24,20 +24,22 @@ SIDE_EFFECTS = textwrap.dedent(
 
     x, w = torch.randn(64, 512), torch.randn(512, 512)
 
-    def torch_only():
+    def torch_only(repeats):
         best = float("inf")
-        for _ in range(7):
+        for _ in range(repeats):
             start = time.perf_counter()
             for _ in range(100):
                 torch.tanh(x @ w)
             best = min(best, time.perf_counter() - start)
         return best
 
-    before = torch_only()
+    before = torch_only(7)
     inputs = torch.randn(200, 8, 256, requires_grad=True)
     out = block_neuron(inputs, "snntorch_leaky", {"beta": 0.9}, refractory_steps=2, backend="numba")
     out.spikes.sum().backward()
-    after = torch_only()
+    # a side effect persists (numba's OpenMP layer slowed every later op 2-50x), noise on a shared VM comes and
+    # goes: the best of more repeats after the kernel keeps a slow spell from failing the test
+    after = torch_only(21)
     try:
         layer = numba.threading_layer()
     except ValueError:  # numba's parallel threading layer was never started

@@ -156,7 +156,12 @@ def check_input(x: torch.Tensor, check_finite: bool = True) -> None:
         raise ValueError(
             f"input must be time-first with at least one neuron dimension, [T, ...]; got shape {tuple(x.shape)}"
         )
-    if check_finite and not all_finite(x):
+    if check_finite:
+        check_input_finite(x)
+
+
+def check_input_finite(x: torch.Tensor) -> None:
+    if not all_finite(x):
         raise ValueError(NONFINITE_INPUT)
 
 
@@ -322,8 +327,8 @@ def block_neuron(
     checks = {}
     if check_finite and getattr(provider, "checks_input_finite", False) and has_data(x):
         checks = {"check_finite": True}
-    elif check_finite and not all_finite(x):
-        raise ValueError(NONFINITE_INPUT)
+    elif check_finite:
+        check_input_finite(x)
     if state is not None:
         state = _shaped_state(state, x.shape[1:], one_dtype=all(dtype == x.dtype for dtype in dtypes))
     if x.shape[0] == 0:

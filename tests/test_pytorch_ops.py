@@ -11,7 +11,7 @@ import torch._dynamo
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from snn_blockbackend import block_neuron, plugins
+from snn_blockbackend import block_neuron, kernels, plugins
 from snn_blockbackend.modules import BlockALIF, BlockLIF
 
 snn = pytest.importorskip("snntorch")
@@ -131,6 +131,61 @@ def test_compile_fullgraph_equals_eager(name):
     assert torch.equal(out, eager_out)
     for got, expected in zip(grads, eager_grads):
         torch.testing.assert_close(got, expected)
+
+
+@pytest.fixture
+def untraced_profiles(monkeypatch):
+    """No neuron step traced yet, as in a fresh process (the kernels' step caches start empty)."""
+    monkeypatch.setattr(kernels, "_BY_PROFILE", {})
+    monkeypatch.setattr(kernels, "_STEPS", {})
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_compile_before_any_eager_call(name, untraced_profiles):
+    """A net compiled before it ever ran, in a process that never traced its neuron: one graph (a module traces
+    its profile when it is built; Dynamo cannot trace the tracer), and the same spikes and gradients as eager."""
+    net = two_layer_net(LAYERS[name][0], LAYERS[name][2])
+    eager_net = copy.deepcopy(net)
+    x = _input(name)
+    out, grads = _run(torch.compile(net, fullgraph=True, backend="aot_eager"), x)
+    eager_out, eager_grads = _run(eager_net, x)
+    assert eager_out.any() and torch.equal(out, eager_out)
+    for got, expected in zip(grads, eager_grads):
+        torch.testing.assert_close(got, expected)
+
+
+class ChunkedLeaky(nn.Module):
+    """snnTorch-style truncated BPTT: the membrane at the end of one chunk is passed to the next."""
+
+    def __init__(self, refractory_steps):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(10, 8)
+        self.lif = BlockLeaky(beta=0.9, sequence=True, refractory_steps=refractory_steps)
+
+    def forward(self, x, chunk=5):
+        mem, spikes = torch.zeros_like(self.fc(x[0])), []
+        for part in x.split(chunk):
+            spk, mem_seq = self.lif(self.fc(part), mem)
+            spikes.append(spk)
+            mem = mem_seq[-1]
+        return torch.cat(spikes)
+
+
+@pytest.mark.parametrize("refractory_steps", [0, 2])
+def test_compile_continued_membrane(refractory_steps):
+    """Chunks continued through the membrane equal one run over the whole sequence, eager and compiled after an
+    eager call. With R = 0 the stored refractory countdown is known to be zero, so continuing needs no
+    data-pointer check (a graph break): one graph. With R > 0 the check stays and breaks the graph."""
+    net = ChunkedLeaky(refractory_steps)
+    x = _input("snntorch.BlockLeaky") * 2
+    whole = net.lif(net.fc(x), torch.zeros(3, 8))[0]
+    eager = net(x)
+    assert whole.any() and torch.equal(eager, whole)
+    explanation = torch._dynamo.explain(net)(x)
+    assert (explanation.graph_break_count == 0) == (refractory_steps == 0), explanation.break_reasons
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(net, backend="aot_eager", fullgraph=refractory_steps == 0)(x), whole)
 
 
 @pytest.mark.parametrize("name", list(LAYERS))

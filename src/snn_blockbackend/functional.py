@@ -128,6 +128,16 @@ def select_provider(backend: str, profile: NeuronProfile, device: torch.device, 
     raise ValueError("no provider supports this request: " + "; ".join(reasons))
 
 
+def prepare_kernels(profile: NeuronProfile) -> None:
+    """Do now what each provider needs once per neuron configuration (the kernel generators trace the profile),
+    so that a module compiled before any eager call runs in one graph. Modules call it when they are built or
+    loaded; without it a first call under ``torch.compile`` still runs correctly, with a graph break."""
+    for provider in _providers().values():
+        prepare = getattr(provider, "prepare", None)
+        if prepare is not None:
+            prepare(profile)
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------

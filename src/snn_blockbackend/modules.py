@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .functional import BlockResult, block_neuron, check_refractory_steps
+from .functional import BlockResult, block_neuron, check_refractory_steps, prepare_kernels
 from .profiles import make_profile
 
 
@@ -30,6 +30,7 @@ class _BlockNeuron(nn.Module):
         self.backend = backend
         self.check_finite = check_finite
         self.profile = make_profile(self.profile_name, surrogate=surrogate)
+        prepare_kernels(self.profile)
         for name, value in values.items():
             tensor = _tensor(value)
             if learn.get(name, False):

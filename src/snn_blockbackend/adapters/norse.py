@@ -60,7 +60,7 @@ from packaging.version import Version
 from torch import nn
 
 from .. import surrogate as sg
-from ..functional import BlockResult, block_neuron, check_refractory_steps
+from ..functional import BlockResult, block_neuron, check_refractory_steps, prepare_kernels
 from ..profiles import make_profile
 from . import psu_exports
 from .registry import NORSE
@@ -344,7 +344,11 @@ class _BlockNorseNeuron:
         self.method, self.alpha = method, alpha
         for name, value in tensors.items():
             self._register(name, value)
+        self._set_profile()
+
+    def _set_profile(self):
         self.profile = make_profile(self._profile_name, **self._profile_options())
+        prepare_kernels(self.profile)
 
     def _method_alpha(self, p):
         return p.method, p.alpha
@@ -364,7 +368,7 @@ class _BlockNorseNeuron:
 
     def __setstate__(self, state):
         nn.Module.__setstate__(self, state)
-        self.profile = make_profile(self._profile_name, **self._profile_options())
+        self._set_profile()
 
     @property
     def p(self):

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .. import surrogate as sg
-from ..functional import block_neuron, check_refractory_steps
+from ..functional import block_neuron, check_refractory_steps, prepare_kernels
 from ..ops import has_data
 from ..profiles import make_profile
 from . import psu_exports
@@ -131,6 +131,9 @@ class _LinkedStateMixin:
             self.register_buffer(name, torch.zeros(0, dtype=dtype), persistent=False)
         self._linked_mem = None  # detached aliases of the last membrane this neuron produced (see _link)
         self._linked_mem_had_graph = False
+        # the stored extra state is zero (known without reading it): continuing needs no link check, which reads
+        # data pointers (a graph break under torch.compile); true for snnTorch's Leaky (R = 0)
+        self._extra_state_zero = True
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -145,15 +148,33 @@ class _LinkedStateMixin:
             factory, argument = state["spike_grad"]
             state = {**state, "spike_grad": getattr(snn_surrogate, factory)(argument)}
         super().__setstate__(state)
-        _engine_surrogate_of(self)  # for the new spike_grad object, before a first call under torch.compile
+        self.__dict__.setdefault("_extra_state_zero", False)  # pickled before it existed: check the link
+        self._prepare_for_compile()
 
-    def _store(self, result) -> torch.Tensor:
-        """Keep the engine's final state; returns the new ``self.mem``."""
-        # the last step's membrane equals the final state "v" for the profiles used here (T = 0: the given state)
+    def _prepare_for_compile(self):
+        """What a first call under ``torch.compile`` cannot do itself (Dynamo would break the graph): map the
+        surrogate (its closure) and trace the engine profile (``functional.prepare_kernels``)."""
+        _engine_surrogate_of(self)
+        try:
+            profile = self._engine_profile()
+        except (NotImplementedError, ValueError):
+            return  # a configuration the engine refuses: the first call raises it
+        prepare_kernels(profile)
+
+    def _store(self, result, continued: bool) -> torch.Tensor:
+        """Keep the engine's final state (``continued``: the run started from the stored extra state, see
+        ``_extra_state``); returns the new ``self.mem``."""
+        # the last step's membrane equals the final state "v" for the profiles used here (T = 0: the given state);
+        # self.mem comes from the state output, so that its gradient (which torch.compile materializes, zeros when
+        # unused) enters the backward as [N] values, not as a [T, N] membrane gradient
         last = result.membrane[-1] if result.membrane.shape[0] else result.state["v"]
         # a copy, not the view: snnTorch's detach_hidden() detaches self.mem in place, which views refuse
-        self.mem = last.clone()
+        self.mem = result.state["v"].clone()
         self.refractory = result.state["refractory"]
+        # with R = 0 a countdown that starts at zero stays zero
+        self._extra_state_zero = self._extra_state_names == ("refractory",) and self.refractory_steps == 0 and (
+            not continued or self._extra_state_zero
+        )
         self._link(self.mem, last)
         return self.mem
 
@@ -173,13 +194,15 @@ class _LinkedStateMixin:
             for link in self._linked_mem
         )
 
-    def _extra_state(self, mem: torch.Tensor, like: torch.Tensor) -> dict:
-        """The extra state continuing from ``mem``, or zeros (shaped like ``like``) for a new membrane."""
-        if not self._is_linked(mem):
-            return {
+    def _extra_state(self, mem: torch.Tensor, like: torch.Tensor) -> tuple[dict, bool]:
+        """The extra state continuing from ``mem``, or zeros (shaped like ``like``) for a new membrane (or when the
+        stored state is zero); and whether it is the stored state."""
+        if self._extra_state_zero or not self._is_linked(mem):
+            zeros = {
                 name: torch.zeros_like(like, dtype=torch.long if name == "refractory" else like.dtype)
                 for name in self._extra_state_names
             }
+            return zeros, False
         detached = self._linked_mem_had_graph and not mem.requires_grad
         state = {}
         for name in self._extra_state_names:
@@ -188,7 +211,7 @@ class _LinkedStateMixin:
                 value = value.detach() if detached else value
                 value = value.to(like.dtype)
             state[name] = value
-        return state
+        return state, True
 
     def _apply(self, fn, *args, **kwargs):
         # .to()/.double() replace self.mem; keep the extra state tied to the converted membrane
@@ -207,6 +230,7 @@ class _LinkedStateMixin:
         for name in self._extra_state_names:
             setattr(self, name, torch.zeros_like(getattr(self, name)))
         self._linked_mem = None
+        self._extra_state_zero = True
         return mem
 
 
@@ -306,7 +330,7 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
         self.backend = backend
         self.check_finite = _check_bool("check_finite", check_finite)
         self._init_linked_state()
-        _engine_surrogate_of(self)  # remembered now, for a first call under torch.compile
+        self._prepare_for_compile()
 
     def extra_repr(self) -> str:
         return (
@@ -395,13 +419,13 @@ class BlockLeaky(_LinkedStateMixin, snn.Leaky):
             "threshold": self.threshold.to(dtype),
             "graded_spikes_factor": self.graded_spikes_factor.to(dtype),
         }
-        extra = self._extra_state(incoming, x.new_zeros(x.shape[1:]))
+        extra, continued = self._extra_state(incoming, x.new_zeros(x.shape[1:]))
         state = {"v": incoming.to(dtype), "refractory": extra["refractory"]}
         result = block_neuron(
             x.to(dtype), profile, params, self.refractory_steps, state=state, backend=self.backend,
             check_finite=self.check_finite,
         )
-        self._store(result)
+        self._store(result, continued)
         return result.spikes.to(self._spike_dtype(x, dtype)), result.membrane
 
     def _spike_dtype(self, x, dtype, graded=True):
@@ -488,7 +512,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
         self.backend = backend
         self.check_finite = _check_bool("check_finite", check_finite)
         self._init_linked_state()
-        _engine_surrogate_of(self)  # remembered now, for a first call under torch.compile
+        self._prepare_for_compile()
 
     def extra_repr(self) -> str:
         return f"refractory_steps={self.refractory_steps}, sequence={self.sequence}, backend={self.backend!r}"
@@ -512,6 +536,9 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
             return spk, mem
         return spk
 
+    def _engine_profile(self):
+        return make_profile("paper", surrogate=_engine_surrogate_of(self))
+
     def _run_engine(self, x, mem):
         if mem is not None and self.init_hidden:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
@@ -525,7 +552,7 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
             incoming = x.new_zeros(x.shape[1:])
         tensors = (self.beta, self.threshold, self.adaptation_decay, self.adaptation_strength)
         dtype = _neuron_dtype(x, *tensors, incoming)
-        profile = make_profile("paper", surrogate=_engine_surrogate_of(self))
+        profile = self._engine_profile()
         params = {
             "beta": self.beta.clamp(0, 1).to(dtype),
             "threshold": self.threshold.to(dtype),
@@ -533,14 +560,14 @@ class BlockALIF(_LinkedStateMixin, snn.Leaky):
             "adaptation_strength": self.adaptation_strength.to(dtype),
         }
         like = x.new_zeros(x.shape[1:], dtype=dtype)
-        extra = self._extra_state(incoming, like)
+        extra, continued = self._extra_state(incoming, like)
         state = {"v": incoming.to(dtype), "a": extra["adaptation"], "refractory": extra["refractory"]}
         result = block_neuron(
             x.to(dtype), profile, params, self.refractory_steps, state=state, backend=self.backend,
             check_finite=self.check_finite,
         )
         self.adaptation = result.state["a"]
-        self._store(result)
+        self._store(result, continued)
         return result.spikes, result.membrane
 
 
@@ -582,6 +609,8 @@ def _swap(source, target_cls, **extra):
         if name in target._buffers:
             target._buffers[name] = buffer
     target.train(source.training)
+    if isinstance(target, _LinkedStateMixin):
+        target._prepare_for_compile()  # for the surrogate and buffers just set
     return target
 
 

@@ -79,6 +79,13 @@ def register(forward, backward, backend: str) -> None:
     ops.count_flops(backward, ops.BACKWARD_FLOPS_PER_ELEMENT_STEP)
 
 
+def prepare(profile) -> None:
+    """Trace ``profile``'s step now (``kernels.traceable``), so that a first call under ``torch.compile`` finds it
+    traced: Dynamo cannot trace the tracer (a graph break per neuron), and the operators' fake implementations
+    look the step up by key."""
+    kernels.traceable(profile)
+
+
 def run(forward, profile, p, x, refractory_steps, state, *checks):
     """A provider's ``run`` through its generated-kernel ``forward`` operator (``p``: prepared parameters;
     ``checks``: the arguments only some providers' operators take, the numba one's ``check_finite``)."""

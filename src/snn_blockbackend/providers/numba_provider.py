@@ -146,6 +146,7 @@ class NumbaProvider:
     name = "numba"
     priority = 20
     checks_input_finite = True  # run(check_finite=True): the forward kernel checks x as it reads it
+    prepare = staticmethod(generated.prepare)
 
     def supports(self, profile, device, grad):
         if device.type != "cpu":

@@ -334,6 +334,7 @@ if triton_lif is not None:
 class TritonProvider:
     name = "triton"
     priority = 5  # below the torch provider: "auto" never picks it until it has been measured on a GPU
+    prepare = staticmethod(generated.prepare)
 
     def supports(self, profile, device, grad):
         if device.type == "cpu" and not triton_lif.interpreted():

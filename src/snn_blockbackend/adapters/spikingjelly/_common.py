@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ... import surrogate as sg
-from ...functional import BlockResult, block_neuron, check_refractory_steps
+from ...functional import BlockResult, block_neuron, check_refractory_steps, prepare_kernels
 from ...profiles import make_profile
 
 PROVIDER_DEFAULT = "auto"
@@ -43,6 +43,26 @@ class BlockMemories:
         if self.adaptive:
             self.register_memory("a", 0.0)
         self.refractory_steps = refractory_steps
+        self._prepare_kernels()
+
+    def _engine_profile(self, training: bool):
+        """The engine profile this node runs in training (or eval) mode; each version's mixin says which."""
+        raise NotImplementedError
+
+    def _profile(self, x: torch.Tensor):
+        """The engine profile and parameters for input ``x``."""
+        profile = self._engine_profile(self.training)
+        if self.adaptive:
+            return profile, alif_params(self)
+        return profile, lif_params(self, x, profile.version, self.parametric)
+
+    def _prepare_kernels(self) -> None:
+        for training in (True, False):
+            prepare_kernels(self._engine_profile(training))
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._prepare_kernels()
 
     @property
     def refractory_steps(self) -> int:
@@ -195,9 +215,9 @@ def legacy_tau(tau: float, dtype: torch.dtype) -> float:
     return float(best)
 
 
-def lif_profile_and_params(node, x: torch.Tensor, version: str, parametric: bool, surrogate_function):
-    """The ``spikingjelly_lif`` profile and parameters for a (Parametric)LIFNode-like ``node``."""
-    profile = make_profile(
+def lif_profile(node, version: str, parametric: bool, surrogate_function):
+    """The ``spikingjelly_lif`` profile of a (Parametric)LIFNode-like ``node``."""
+    return make_profile(
         "spikingjelly_lif",
         surrogate=surrogate_function,
         decay_input=node.decay_input,
@@ -206,6 +226,10 @@ def lif_profile_and_params(node, x: torch.Tensor, version: str, parametric: bool
         parametric=parametric,
         version=version,
     )
+
+
+def lif_params(node, x: torch.Tensor, version: str, parametric: bool) -> dict:
+    """The ``spikingjelly_lif`` parameters of ``node`` for input ``x`` (its ``lif_profile`` for ``version``)."""
     params = {"v_threshold": node.v_threshold}
     if parametric:
         # 1/tau = sigmoid(w), computed from the parameter so the gradient reaches w; SpikingJelly's
@@ -216,13 +240,17 @@ def lif_profile_and_params(node, x: torch.Tensor, version: str, parametric: bool
             version == "0.0.0.0.14" and not node.decay_input and (node.v_reset is None or node.v_reset == 0.0)
         )
         params["tau"] = legacy_tau(node.tau, x.dtype) if legacy_coefficient else node.tau
-    return profile, params
+    return params
 
 
-def alif_profile_and_params(node, surrogate_function):
-    """The engine's ``paper`` profile for ``BlockALIFNode`` (see its docstring for the equations)."""
-    profile = make_profile("paper", surrogate=surrogate_function)
-    params = {
+def alif_profile(surrogate_function):
+    """The engine's ``paper`` profile, which ``BlockALIFNode`` runs."""
+    return make_profile("paper", surrogate=surrogate_function)
+
+
+def alif_params(node) -> dict:
+    """The engine's ``paper`` profile parameters for ``BlockALIFNode`` (see its docstring for the equations)."""
+    return {
         # 1 - 1/tau in double, rounded to the input dtype by the engine: SpikingJelly 0.0.0.0.14's
         # decay_input=False coefficient for the same tau
         "beta": 1.0 - 1.0 / node.tau,
@@ -230,7 +258,6 @@ def alif_profile_and_params(node, surrogate_function):
         "adaptation_decay": 1.0 - 1.0 / node.tau_adapt,
         "adaptation_strength": node.adaptation_strength,
     }
-    return profile, params
 
 
 def run_engine(node, x_seq: torch.Tensor, profile, params, state: dict) -> BlockResult:

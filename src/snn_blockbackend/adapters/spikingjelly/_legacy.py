@@ -60,14 +60,13 @@ class _BlockNodeMixin(_common.BlockMemories):
             base.MemoryModule.backend.fset(self, value)
 
     # -- the engine ----------------------------------------------------------------------------
-    def _profile(self, x):
+    def _engine_profile(self, training: bool):
         function = map_surrogate(self.surrogate_function)
         if self.adaptive:
-            return _common.alif_profile_and_params(self, function)
+            return _common.alif_profile(function)
         # eval-mode LIFNode runs TorchScript kernels whose hard-reset charge is 2.x's arithmetic
-        eval_hard_reset = not self.training and not self.parametric and self.v_reset is not None
-        version = "2" if eval_hard_reset else VERSION
-        return _common.lif_profile_and_params(self, x, version, self.parametric, function)
+        eval_hard_reset = not training and not self.parametric and self.v_reset is not None
+        return _common.lif_profile(self, "2" if eval_hard_reset else VERSION, self.parametric, function)
 
     def _state(self, x0: torch.Tensor) -> dict:
         state = {}

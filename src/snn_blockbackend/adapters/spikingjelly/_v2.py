@@ -42,11 +42,11 @@ class _BlockNodeMixin(_common.BlockMemories):
                 states[index] = _common.initial_refractory(value, x0)
         return tuple(states)
 
-    def _profile(self, x):
+    def _engine_profile(self, training: bool):
         function = map_surrogate(self.surrogate_function)
         if self.adaptive:
-            return _common.alif_profile_and_params(self, function)
-        return _common.lif_profile_and_params(self, x, VERSION, self.parametric, function)
+            return _common.alif_profile(function)
+        return _common.lif_profile(self, VERSION, self.parametric, function)
 
     def _engine(self, x_seq: torch.Tensor, states: tuple):
         if getattr(self, "_neuron_precision", None) is not None:

@@ -22,7 +22,6 @@ class Dialect:
     to_storage: Callable[[str], str]  # a float64 value rounded to the storage dtype
     const: Callable[[float, bool], str]  # a constant (already rounded) in the storage dtype or float64 (wide)
     abs: str  # function names
-    exp: str  # float64
     exp_storage: str  # in the storage dtype
 
 
@@ -145,15 +144,16 @@ def surrogate_derivative(kind: str, d: Dialect) -> str:
     evaluated in the storage dtype, operation by operation as PyTorch's CPU kernel evaluates it in the reference
     (``1 / (1 + exp(-z))``, each step rounded): in float32 ``1 - sigmoid`` loses most of its digits in the tails,
     and the gradients must match that reference, not a more exact value."""
-    E, A = d.exp, d.abs
+    A = d.abs
     if kind == "atan":  # c0 = pi/2*alpha, c1 = alpha/2
         return "(c1 / (1.0 + (c0 * {m}) * (c0 * {m})))"
     if kind in ("fast_sigmoid", "superspike"):  # c0 = slope
         return f"(1.0 / ((c0 * {A}({{m}}) + 1.0) * (c0 * {A}({{m}}) + 1.0)))"
     if kind == "sigmoid":  # c0 = alpha; in the storage dtype, as PyTorch's CPU sigmoid: 1 / (1 + exp(-alpha*m))
+        # the exponential in the storage dtype too (vector lanes); PyTorch's float32 exp is not correctly rounded
+        # either, and an ulp of exp(-z) moves the rounded sigmoid by at most an ulp
         alpha, one = d.to_storage("c0"), d.const(1.0, False)
-        z = d.to_wide(f"({alpha} * {{ms}})")
-        sig = f"({one} / ({one} + {d.to_storage(f'{E}(-{z})')}))"
+        sig = f"({one} / ({one} + {d.exp_storage}(-({alpha} * {{ms}}))))"
         return d.to_wide(f"(({one} - {sig}) * {sig} * {alpha})")
     if kind == "multi_gaussian":  # c0 = sigma, c1 = 1/(2 sigma^2), c2 = 1/(2 wide^2), c3, c4 the two heights
         # in the storage dtype, as autograd evaluates it in the reference: three exponentials per element were

@@ -28,8 +28,9 @@ DIALECT = Dialect(
     to_storage=lambda v: f"DT({v})",
     const=lambda value, wide: repr(float(value)) if wide else f"DT({float(value)!r})",
     abs="abs",
-    exp="vexp",  # kernels.numba_math.exp: inlined, vectorizes (math.exp is a call per element)
-    exp_storage="sexp",  # the module binds it to numba_math.exp32 (float32) or exp (float64)
+    # the module binds it to numba_math.exp32 (float32) or exp (float64): inlined, they vectorize (math.exp is a
+    # call per element)
+    exp_storage="sexp",
 )
 
 
@@ -177,7 +178,6 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         "import numba",
         "import numpy as np",
         "",
-        "from snn_blockbackend.kernels.numba_math import exp as vexp",
         f"from snn_blockbackend.kernels.numba_math import {'exp32' if dtype == torch.float32 else 'exp'} as sexp",
         "",
         f"DT = {_DTYPES[dtype]}",

@@ -27,7 +27,6 @@ def _dialect(dtype: torch.dtype) -> Dialect:
         # typed constants: a bare Python float would be a float32 literal in Triton
         const=lambda value, wide: f"tl.full([BLOCK], {float(value)!r}, {'tl.float64' if wide else storage})",
         abs="tl.abs",
-        exp="tl.exp",
         exp_storage="tl.exp",
     )
 

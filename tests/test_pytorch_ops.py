@@ -154,6 +154,22 @@ def test_compile_before_any_eager_call(name, untraced_profiles):
         torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_compiled_net_follows_changing_shapes(name):
+    """A compiled net called with other sequence lengths and batch sizes (a shorter last batch, truncated BPTT
+    windows; Dynamo recompiles with dynamic shapes after the second): the same spikes and gradients as eager."""
+    net = two_layer_net(LAYERS[name][0], LAYERS[name][2])
+    compiled = torch.compile(copy.deepcopy(net), backend="aot_eager")
+    gen = torch.Generator().manual_seed(2)
+    for T, batch in [(13, 3), (13, 2), (7, 2), (16, 5)]:
+        x = torch.randn(T, batch, 10, generator=gen) * LAYERS[name][2]
+        out, grads = _run(compiled, x)
+        eager_out, eager_grads = _run(net, x)
+        assert eager_out.any() and torch.equal(out, eager_out), (T, batch)
+        for got, expected in zip(grads, eager_grads):
+            torch.testing.assert_close(got, expected)
+
+
 class ChunkedLeaky(nn.Module):
     """snnTorch-style truncated BPTT: the membrane at the end of one chunk is passed to the next."""
 

@@ -42,6 +42,19 @@ def test_info_tables_and_env(capsys, monkeypatch):
     assert "reference" in out and "snntorch" in out and "SNN_BLOCKBACKEND_BACKEND=torch" in out
 
 
+def test_info_says_whose_threads_run_the_kernels(capsys, monkeypatch):
+    from snn_blockbackend.providers import numba_threads
+
+    monkeypatch.setenv(numba_threads.ENV_THREADS, "python")
+    assert cli.main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["torch"]["kernel_threads"] == "Python threads"
+    monkeypatch.delenv(numba_threads.ENV_THREADS)
+    assert cli.main(["info", "--json"]) == 0
+    runtime = numba_threads.openmp_runtime()
+    expected = "Python threads" if runtime is None else f"PyTorch's OpenMP threads ({runtime})"
+    assert json.loads(capsys.readouterr().out)["torch"]["kernel_threads"] == expected
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 1
     assert "bench" in capsys.readouterr().out

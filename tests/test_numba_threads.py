@@ -9,8 +9,13 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 pytest.importorskip("numba", reason="the numba provider needs the numba package (pip extra [snntorch] etc.)")
+
+from snn_blockbackend import block_neuron  # noqa: E402
+from snn_blockbackend.profiles import PROFILES, make_profile  # noqa: E402
+from snn_blockbackend.providers import numba_threads  # noqa: E402
 
 # Times a torch-only workload (matmul + tanh, what a training step mixes with our kernels) before and after a
 # numba kernel, best of several repeats, in one process; prints JSON.
@@ -60,7 +65,7 @@ def test_kernels_keep_torch_threads_and_speed(threads):
         )
         assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["layer"] is None  # our kernels run on Python threads (providers.numba_threads.run_chunks)
+    assert result["layer"] is None  # numba's threading layer never started (providers.numba_threads.launch)
     assert result["threads_after"] == threads
     # with numba's OpenMP layer the same torch ops ran 2-50x slower after a kernel; noise stays well below 1.5x
     assert result["ratio"] < 1.5, result
@@ -120,3 +125,30 @@ def test_user_choice_of_threading_layer_is_kept():
     # PyTorch's thread count untouched by our kernel, and the user's layer for the user's parallel code (whose
     # OpenMP pool may then change PyTorch's threads: numba's behaviour, not ours)
     assert done.stdout.split() == ["1", "omp"]
+
+
+def test_kernels_run_on_pytorchs_openmp_threads():
+    """Where PyTorch runs on OpenMP (the Linux wheels), our kernels run on its threads: its runtime is found in
+    the process, the copy PyTorch loaded."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info() or not os.path.exists("/proc/self/maps"):
+        pytest.skip("PyTorch here does not run on an OpenMP runtime we can find (kernels use Python threads)")
+    runtime = numba_threads.openmp_runtime()
+    assert runtime is not None
+    assert open("/proc/self/maps").read().count(runtime) > 0
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_openmp_and_python_thread_launches_agree(name, monkeypatch):
+    """Both launchers run the same chunk kernels: spikes, membranes and input gradients bitwise equal, over
+    chunks of unequal width (2601 neurons) and T = 37, R = 2."""
+    profile = make_profile(name)
+    params = {"paper": {"beta": 0.9}, "paper_lif": {"beta": 0.9}, "snntorch_leaky": {"beta": 0.9}}.get(name, {})
+    results = {}
+    for mode in ("openmp", "python"):
+        monkeypatch.setenv(numba_threads.ENV_THREADS, mode)
+        x = (torch.randn(37, 3, 867, generator=torch.Generator().manual_seed(3)) * 1.5 + 0.5).requires_grad_()
+        out = block_neuron(x, profile, params, 2, backend="numba")
+        (out.spikes.sum() + (out.membrane * 0.3).sum()).backward()
+        results[mode] = (out.spikes, out.membrane, x.grad)
+    assert results["openmp"][0].any()
+    assert all(torch.equal(a, b) for a, b in zip(results["openmp"], results["python"]))

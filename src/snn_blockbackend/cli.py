@@ -36,7 +36,18 @@ def _torch_info() -> dict:
         "cuda_version": torch.version.cuda,
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "mps_available": bool(mps is not None and mps.is_available()),
+        "kernel_threads": _kernel_threads(),
     }
+
+
+def _kernel_threads() -> str:
+    """Whose threads the numba kernels run on (``providers.numba_threads``)."""
+    from .providers import numba_threads
+
+    runtime = numba_threads.openmp_runtime()
+    if runtime is None:
+        return "Python threads"
+    return f"PyTorch's OpenMP threads ({runtime})"
 
 
 def _extras() -> list[str]:
@@ -159,6 +170,7 @@ def cmd_info(args) -> int:
         f"torch {t['version']} ({t['threads']} threads; CUDA {t['cuda_version'] or 'n/a'}: {devices}; "
         f"MPS {'available' if t['mps_available'] else 'not available'})"
     )
+    console.print(escape(f"numba kernels run on {t['kernel_threads']}"))
     for name, value in info["env"].items():
         console.print(f"{name}={value}" if value is not None else f"{name} is not set (backend='auto')")
     return 0

@@ -1,7 +1,10 @@
 """numba source for a traced step (``trace.Step``): a forward and a BPTT backward over [T, N] rows.
 
 Layout: each generated function (``forward_chunk``, ``backward_chunk``) handles one chunk of neurons, ``lo`` to
-``lo + width``; ``providers.numba_threads.run_chunks`` runs the chunks in parallel. Within a chunk the time loop is
+``lo + width``; ``providers.numba_threads.launch`` runs the chunks in parallel, on PyTorch's OpenMP threads
+through the module's ``forward_launch``/``backward_launch`` (C callbacks that take every argument from one block
+of int64 words: addresses and integers, in the chunk function's order after three words T, N, width and the
+address of a chunk counter), or on Python threads. Within a chunk the time loop is
 outside and a branch-free loop over the chunk's neurons inside, so rows are read and written contiguously and the neuron loop can vectorize. No fast-math: every operation is rounded as
 written (no contraction into fused multiply-adds), which keeps the forward bitwise equal to the reference.
 
@@ -48,11 +51,54 @@ def configure_llvm() -> None:
 
 
 def _math_version() -> str:
-    """A digest of ``numba_math``'s source: written into each module, so that numba's cache (which keys on the
-    module file and does not see the functions it inlines from elsewhere) recompiles when that math changes."""
-    from . import numba_math
+    """A digest of ``numba_math``'s and ``numba_pointers``' source: written into each module, so that numba's
+    cache (which keys on the module file and does not see the functions it inlines from elsewhere) recompiles when
+    they change."""
+    from . import numba_math, numba_pointers
 
-    return hashlib.sha256(Path(numba_math.__file__).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for module in (numba_math, numba_pointers):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# how a launch function reads each argument of a chunk function from its word: a value, or the address of an
+# array of this element type and shape ("rows": [T, N]; "grad_rows": [1, N] if the next word, the argument's
+# uniform flag, is nonzero, else [T, N]; "consts": the five surrogate constants)
+_ARRAY_READS = {
+    "rows": ("storage_at", "(T, N)"), "vec": ("storage_at", "(N,)"), "rows_u8": ("uint8_at", "(T, N)"),
+    "vec_i64": ("int64_at", "(N,)"), "vec_f64": ("float64_at", "(N,)"), "consts": ("float64_at", "(5,)"),
+}  # fmt: skip
+
+
+def _launch(function: str, arguments: list[tuple[str, str]]) -> list[str]:
+    """``{function}_launch(words)``, which runs ``{function}_chunk`` on chunks of ``width`` neurons until none is
+    left (the chunk counter is shared: each calling thread takes the next one). Plain Python in the module:
+    ``numba_threads`` compiles it into a C callback (a numba ``cfunc``) when it is first launched, so importing
+    a module compiles nothing."""
+    lines = [
+        f"def {function}_launch(words):",
+        "    T, N, width = words[0], words[1], words[2]",
+        "    next_chunk = int64_at(words[3])",
+    ]
+    for k, (name, kind) in enumerate(arguments, start=4):
+        if kind == "int":
+            lines.append(f"    {name} = words[{k}]")
+        elif kind == "flag":
+            lines.append(f"    {name} = words[{k}] != 0")
+        elif kind == "grad_rows":
+            lines.append(f"    {name} = numba.carray(storage_at(words[{k}]), (1 if words[{k + 1}] != 0 else T, N))")
+        else:
+            reader, shape = _ARRAY_READS[kind]
+            lines.append(f"    {name} = numba.carray({reader}(words[{k}]), {shape})")
+    return [
+        *lines,
+        "    while True:",
+        "        lo = fetch_add(next_chunk, 1) * width",
+        "        if lo >= N:",
+        "            break",
+        f"        {function}_chunk(lo, min(width, N - lo), {', '.join(name for name, _ in arguments)})",
+    ]
 
 
 def _indent(lines, depth):
@@ -85,11 +131,16 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     ] if lifted else []
     zero = DIALECT.const(0.0, False)
 
+    forward_arguments = [
+        ("x", "rows"), ("countdown0", "vec_i64"), ("R", "int"), *((f"s0_{s}", "vec") for s in states),
+        *((f"p_{p}", "vec") for p in params), ("S", "rows"), ("M", "rows"), ("F", "rows_u8"),
+        ("countdown_out", "vec_i64"), *((f"f_{s}", "vec") for s in states), *((f"sv_{s}", "rows") for s in saved),
+        ("x_check", "vec"),
+    ]  # fmt: skip
+
     def forward() -> list[str]:
         return [
-            f"def forward_chunk(lo, width, x, countdown0, R, {', '.join(f's0_{s}' for s in states)}, "
-            f"{''.join(f'p_{p}, ' for p in params)}S, M, F, countdown_out, {', '.join(f'f_{s}' for s in states)}"
-            f"{''.join(f', sv_{s}' for s in saved)}, x_check):",
+            f"def forward_chunk(lo, width, {', '.join(name for name, _ in forward_arguments)}):",
             "    T, N = x.shape",
             "    R32, one32, zero32 = np.int32(R), np.int32(1), np.int32(0)",
             *(f"    st_{s} = s0_{s}[lo:lo + width].copy()" for s in states),
@@ -141,12 +192,17 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         prev_rows.append(f"        pv_{s} = {stored}[t - 1, lo:hi] if t > 0 else s0_{s}[lo:hi]")
     body_bwd = forward_statements(step, DIALECT, dtype, leaf_backward)
 
+    backward_arguments = [
+        ("gS", "grad_rows"), ("gS_uniform", "flag"), ("gM", "grad_rows"), ("gM_uniform", "flag"), ("x", "rows"),
+        ("F", "rows_u8"), ("sgc", "consts"), ("M", "rows"), *((f"s0_{s}", "vec") for s in states),
+        *((f"sv_{s}", "rows") for s in saved), *((f"p_{p}", "vec") for p in params),
+        *((f"gf_{s}", "vec") for s in states), ("gx", "rows"), *((f"g0_{s}", "vec_f64") for s in states),
+        *((f"gp_{p}", "vec_f64") for p in params),
+    ]  # fmt: skip
+
     def backward() -> list[str]:
         return [
-            f"def backward_chunk(lo, width, gS, gS_uniform, gM, gM_uniform, x, F, sgc, M, "
-            f"{', '.join(f's0_{s}' for s in states)}, {''.join(f'sv_{s}, ' for s in saved)}"
-            f"{''.join(f'p_{p}, ' for p in params)}{', '.join(f'gf_{s}' for s in states)}, gx, "
-            f"{', '.join(f'g0_{s}' for s in states)}{''.join(f', gp_{p}' for p in params)}):",
+            f"def backward_chunk(lo, width, {', '.join(name for name, _ in backward_arguments)}):",
             "    T, N = x.shape",
             "    c0, c1, c2, c3, c4 = sgc[0], sgc[1], sgc[2], sgc[3], sgc[4]",
             *(f"    a_{s} = gf_{s}[lo:lo + width].astype(np.float64)" for s in states),
@@ -179,6 +235,9 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         "import numpy as np",
         "",
         f"from snn_blockbackend.kernels.numba_math import {'exp32' if dtype == torch.float32 else 'exp'} as sexp",
+        "from snn_blockbackend.kernels.numba_pointers import fetch_add, float64_at, int64_at, uint8_at",
+        f"from snn_blockbackend.kernels.numba_pointers import {'float32_at' if dtype == torch.float32 else 'float64_at'}"
+        " as storage_at",
         "",
         f"DT = {_DTYPES[dtype]}",
         f"# compiled with the LLVM options {', '.join(LLVM_OPTIONS)} (emit_numba.configure_llvm)",
@@ -191,5 +250,7 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     parts = [header]
     for function in (forward(), backward()):
         parts += [["@numba.njit(cache=True, nogil=True, error_model='numpy')"], function, ["", ""]]
+    for function, arguments in (("forward", forward_arguments), ("backward", backward_arguments)):
+        parts += [_launch(function, arguments), ["", ""]]
     return "\n".join(line for part in parts for line in part)
 

@@ -19,7 +19,7 @@ from ..kernels import codegen
 from ..plugins import hookimpl
 from . import _memory, generated
 
-from .numba_threads import run_chunks, threads
+from .numba_threads import launch, threads
 
 try:
     from ..kernels import emit_numba
@@ -102,8 +102,8 @@ def numba_generated_forward(
     finals = [np.empty(N, dtype=dtype) for _ in step.state]
     module = _generated_module(step, x.dtype, sg_kind)
     width = chunk_width(N, FORWARD_WIDEST)
-    run_chunks(
-        module.forward_chunk, N, width, xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(),
+    launch(
+        module, "forward", T, N, width, xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(),
         refractory_steps, *(_flat(s, shape) for s in state0),
         *(_flat(p, shape) for p in params), S, M, F, countdown_out, *finals, *saved, x_check,
     )  # fmt: skip
@@ -129,8 +129,8 @@ def numba_generated_backward(
     constants = np.array(codegen.surrogate_constants(sg_kind, sg_args), dtype=np.float64)
     module = _generated_module(step, M.dtype, sg_kind)
     width = chunk_width(N, BACKWARD_WIDEST)
-    run_chunks(
-        module.backward_chunk, N, width, *_uniform_or_rows(g_spikes, T, N, dtype),
+    launch(
+        module, "backward", T, N, width, *_uniform_or_rows(g_spikes, T, N, dtype),
         *_uniform_or_rows(g_membrane, T, N, dtype), _rows(x).numpy(), F.detach().numpy(), constants,
         M.detach().numpy(), *(_flat(s, shape) for s in state0), *(a.detach().numpy() for a in saved),
         *(_flat(p, shape) for p in params), *(_final(g, N, dtype) for g in g_finals), gx, *g_state, *g_params,

@@ -192,15 +192,16 @@ class ChunkedLeaky(nn.Module):
 def test_compile_continued_membrane(refractory_steps):
     """Chunks continued through the membrane equal one run over the whole sequence, eager and compiled after an
     eager call. With R = 0 the stored refractory countdown is known to be zero, so continuing needs no
-    data-pointer check (a graph break): one graph. With R > 0 the check stays and breaks the graph."""
+    data-pointer check (a graph break): one graph. With R > 0 the check stays (README, Known limitations)."""
     net = ChunkedLeaky(refractory_steps)
     x = _input("snntorch.BlockLeaky") * 2
     whole = net.lif(net.fc(x), torch.zeros(3, 8))[0]
     eager = net(x)
     assert whole.any() and torch.equal(eager, whole)
-    explanation = torch._dynamo.explain(net)(x)
-    assert (explanation.graph_break_count == 0) == (refractory_steps == 0), explanation.break_reasons
-    torch._dynamo.reset()
+    if refractory_steps == 0:
+        explanation = torch._dynamo.explain(net)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        torch._dynamo.reset()
     assert torch.equal(torch.compile(net, backend="aot_eager", fullgraph=refractory_steps == 0)(x), whole)
 
 

@@ -96,10 +96,10 @@ def _find_openmp():
         mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "/" in line}
     except OSError:  # no /proc (macOS, Windows): the Python threads
         return None
-    runtimes = sorted(path for path in mapped if Path(path).name.startswith(_OPENMP_RUNTIMES))
     # the copy PyTorch ships (torch/lib) first: another runtime in the process would be another pool of threads
-    runtimes.sort(key=lambda path: not path.startswith(str(Path(torch.__file__).parent)))
-    for path in runtimes:
+    torch_dir = str(Path(torch.__file__).parent)
+    runtimes = (path for path in mapped if Path(path).name.startswith(_OPENMP_RUNTIMES))
+    for path in sorted(runtimes, key=lambda path: (not path.startswith(torch_dir), path)):
         try:
             parallel = ctypes.CDLL(path).GOMP_parallel
         except (OSError, AttributeError):

@@ -150,7 +150,7 @@ def test_a_new_neuron_is_one_profile(backend, dtype, R):
 def test_generated_source_is_readable_and_names_its_profile():
     profile = PROFILES["norse_lsnn"]()
     step32, step64 = kernels.step_of(profile, torch.float32), kernels.step_of(profile, torch.float64)
-    numba_text = emit_numba.source(step32, torch.float32, "fast_sigmoid")
+    numba_text = emit_numba.source(step32, "fast_sigmoid")
     triton_text = emit_triton.source(step64, torch.float64, "fast_sigmoid")
     assert "def forward_chunk(" in numba_text and "def backward_chunk(" in numba_text
     assert "def forward(" in triton_text and "def backward(" in triton_text
@@ -175,7 +175,7 @@ for name, options in TRACED:
     profile = PROFILES[name](**options)
     for dtype, fma in ((torch.float32, "fma.rn.f32"), (torch.float64, "fma.rn.f64")):
         step = kernels.step_of(profile, dtype)
-        module = cache.load(kernels.module_name("triton", step, dtype, profile.surrogate.kind),
+        module = cache.load(kernels.module_name("triton", step, profile.surrogate.kind),
                             lambda: emit_triton.source(step, dtype, profile.surrogate.kind))
         for function in ("forward", "backward"):
             fn = getattr(module, function)

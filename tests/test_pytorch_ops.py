@@ -276,12 +276,15 @@ def test_meta_device_gives_shapes_and_dtypes():
     module = BlockALIF(beta=0.9).to("meta")
     out = module(torch.empty(7, 2, 5, device="meta"))
     assert out.shape == (7, 2, 5) and out.device.type == "meta"
-    # half precision: the torch provider's LIF fast path operator
-    half = block_neuron(torch.empty(7, 2, 5, device="meta", dtype=torch.bfloat16), "paper_lif", {"beta": 0.9}, 2)
-    assert half.spikes.dtype == torch.bfloat16 and half.spikes.shape == (7, 2, 5)
-    # a request only the torch provider's generic path runs reads values per block: refused clearly
+    # half precision and mixed dtypes: the generated kernels' operators give PyTorch's result dtypes
+    half = torch.empty(7, 2, 5, device="meta", dtype=torch.bfloat16)
+    assert block_neuron(half, "spikingjelly_lif", {}, 2).spikes.dtype == torch.bfloat16
+    norse_state = {"v": torch.empty(2, 5, device="meta"), "i": torch.empty(2, 5, device="meta")}
+    assert block_neuron(half, "norse_lif", {}, 2, state=norse_state).membrane.dtype == torch.float32
+    # a request only the torch provider's generic path runs (a bfloat16 state a per-neuron float32 parameter
+    # would promote) reads values per block: refused clearly
     with pytest.raises(NotImplementedError, match="meta"):
-        block_neuron(torch.empty(7, 2, 5, device="meta", dtype=torch.bfloat16), "spikingjelly_lif", {}, 2)
+        block_neuron(half, "spikingjelly_lif", {"tau": torch.full((5,), 2.0, device="meta")}, 2)
 
 
 def _double_backward(backend):

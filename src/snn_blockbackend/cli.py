@@ -118,8 +118,8 @@ def print_kernel(name: str) -> None:
     profile = make_profile(name)
     step = kernels.step_of(profile, torch.float32)
     sys.stdout.write(step.listing() + "\n\n")
-    for emit in (emit_numba, emit_triton):
-        sys.stdout.write(emit.source(step, torch.float32, profile.surrogate.kind) + "\n")
+    sys.stdout.write(emit_numba.source(step, profile.surrogate.kind) + "\n")
+    sys.stdout.write(emit_triton.source(step, torch.float32, profile.surrogate.kind) + "\n")
 
 
 def cmd_info(args) -> int:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import plugins
+from . import kernels, plugins
 from .ops import NONFINITE_INPUT, has_data
 from .profiles import NeuronProfile, make_profile
 from .providers import install_hint
@@ -94,19 +94,37 @@ def _known_provider(name: str):
     return available[name]
 
 
-def _refusal(provider, profile, device, grad, dtypes):
+def _refusal(provider, profile, device, grad, operands):
     reason = provider.supports(profile, device, grad)
-    if reason is None and dtypes is not None and hasattr(provider, "supports_dtypes"):
-        reason = provider.supports_dtypes(dtypes)
+    if reason is None and operands is not None and hasattr(provider, "supports_operands"):
+        reason = provider.supports_operands(profile, operands)
     return reason
 
 
-def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str, dtypes=None):
+def request_operands(profile: NeuronProfile, p: dict, x: torch.Tensor, state: dict | None) -> kernels.Operands | str:
+    """The dtypes of a call's operands as the kernel generators trace them (``kernels.Operands``: input, state,
+    prepared parameters, which of those are 0-dim), or why no generated kernel describes the call. With mixed
+    dtypes the prepared parameters and the profile's initial state are made on the meta device (shapes and
+    dtypes only)."""
+    try:
+        if all(t.dtype == x.dtype for t in p.values()) and (
+            state is None or all(t.dtype == x.dtype for t in state.values() if t.is_floating_point())
+        ):
+            return kernels.Operands(kernels.dtype_name(x.dtype))
+        prepared = profile.prepare({name: torch.empty(t.shape, dtype=t.dtype, device="meta") for name, t in p.items()})
+        if state is None:
+            state = profile.initial_state(prepared, torch.empty(x.shape[1:], dtype=x.dtype, device="meta"))
+        return kernels.Operands.of(x, {name: t for name, t in state.items() if name != "refractory"}, prepared)
+    except kernels.TraceError as error:
+        return str(error)
+
+
+def select_provider(backend: str, profile: NeuronProfile, device: torch.device, grad: str, operands=None):
     """Resolve ``backend`` (per call) > process-wide setting > $SNN_BLOCKBACKEND_BACKEND > auto.
 
-    ``dtypes``: the dtypes of the input, parameters and state (a tuple, the input's first) (a provider with ``supports_dtypes`` may
-    refuse some, e.g. half precision or mixed dtypes). The meta device selects as the CPU does: the chosen
-    provider's operators have fake (meta) implementations that give the output shapes and dtypes.
+    ``operands``: ``request_operands`` of the call (a provider with ``supports_operands`` may refuse some, e.g.
+    half precision or mixed dtypes). The meta device selects as the CPU does: the chosen provider's operators
+    have fake (meta) implementations that give the output shapes and dtypes.
     """
     if device.type == "meta":
         device = torch.device("cpu")
@@ -114,14 +132,14 @@ def select_provider(backend: str, profile: NeuronProfile, device: torch.device, 
         backend = get_backend()
     if backend != "auto":
         provider = _known_provider(backend)
-        reason = _refusal(provider, profile, device, grad, dtypes)
+        reason = _refusal(provider, profile, device, grad, operands)
         if reason is not None:
             raise ValueError(f"backend {backend!r} cannot run this request: {reason}")
         return provider
     candidates = sorted(_providers().values(), key=lambda prov: -prov.priority)
     reasons = []
     for provider in candidates:
-        reason = _refusal(provider, profile, device, grad, dtypes)
+        reason = _refusal(provider, profile, device, grad, operands)
         if reason is None:
             return provider
         reasons.append(f"{provider.name}: {reason}")
@@ -314,8 +332,9 @@ def block_neuron(
     it to float32). A Python-float parameter is a 0-dim tensor of the input's dtype, float32 for half-precision
     input (``python_float_dtype``). A state may also be given in a shape that broadcasts to the neuron shape
     (Norse's 0-dim initial ``v``); with mixed dtypes it keeps that shape, which PyTorch's promotion depends on.
-    Such mixed requests and half precision run on the torch provider (the compiled kernels compute in
-    float32/float64 of one dtype). Value checks (``check_finite``, parameter ranges) run eagerly
+    The numba kernels compute such requests as PyTorch computes them (each operation in its result dtype, half
+    precision in float32 rounded after every operation); the Triton kernels take one dtype, float32 or float64.
+    Value checks (``check_finite``, parameter ranges) run eagerly
     only: under ``torch.compile``/``torch.export`` tracing and on the meta device they are skipped.
     """
     if isinstance(profile, str):
@@ -328,10 +347,7 @@ def block_neuron(
     check_input(x, check_finite=False)  # the finiteness check follows once the provider is known
     p = check_params(profile, params, x)
     state = check_state(profile, state, x, refractory_steps, check_finite)
-    dtypes = [x.dtype, *(t.dtype for t in p.values())]
-    if state is not None:
-        dtypes += [t.dtype for name, t in state.items() if name != "refractory"]
-    provider = select_provider(backend, profile, x.device, grad, tuple(dtypes))
+    provider = select_provider(backend, profile, x.device, grad, request_operands(profile, p, x, state))
     # A provider that checks the input as its kernel reads it saves a pass over x (and, right before its kernel,
     # a parallel torch operator whose OpenMP workers keep spinning and take the kernel's cores for milliseconds).
     checks = {}
@@ -340,7 +356,8 @@ def block_neuron(
     elif check_finite:
         check_input_finite(x)
     if state is not None:
-        state = _shaped_state(state, x.shape[1:], one_dtype=all(dtype == x.dtype for dtype in dtypes))
+        one_dtype = all(t.dtype == x.dtype for t in (*p.values(), *state.values()) if t.is_floating_point())
+        state = _shaped_state(state, x.shape[1:], one_dtype=one_dtype)
     if x.shape[0] == 0:
         return _no_steps(profile, p, x, state)
     run_steps, run_state = _refractory_for_run(refractory_steps, x.shape[0], state)

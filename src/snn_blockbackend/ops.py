@@ -90,19 +90,3 @@ def per_neuron_grad(values: torch.Tensor, param: torch.Tensor | None, shape) -> 
     if param is None:
         return None
     return values.to(param.dtype).view(shape).sum_to_size(param.shape)
-
-
-def kernel_dtype_refusal(backend: str, dtypes) -> str | None:
-    """Why a compiled kernel cannot compute in ``dtypes`` (those of input, parameters and state), or None.
-
-    The kernels compute in one dtype, float32 or float64; half precision and mixed dtypes (PyTorch's type
-    promotion per operation) run on the torch provider, which computes in the storage dtype as the native
-    neurons do."""
-    dtype = dtypes[0]
-    # the input's dtype first: half-precision input comes with float32 parameters (Python floats) by default
-    if dtype not in (torch.float32, torch.float64):
-        return f"the {backend} kernels compute in float32 or float64, not {dtype}; the torch provider runs it"
-    if any(other != dtype for other in dtypes):
-        names = ", ".join(sorted({str(d).replace("torch.", "") for d in dtypes}))
-        return f"the {backend} kernels compute in one dtype; mixed dtypes ({names}) run on the torch provider"
-    return None

@@ -12,25 +12,28 @@ from typing import Callable
 
 import torch
 
-from .trace import ADJOINTS, BINARY, Node, Step, used
+from .trace import ADJOINTS, BINARY, FLOATS, HALF, Node, Step, TraceError, compute_dtype, converts_exactly, used
 
 
 @dataclass(frozen=True)
 class Dialect:
     select: Callable[[str, str, str], str]  # (condition, if true, if false) -> expression
-    to_wide: Callable[[str], str]  # a storage-dtype value as float64
-    to_storage: Callable[[str], str]  # a float64 value rounded to the storage dtype
-    const: Callable[[float, bool], str]  # a constant (already rounded) in the storage dtype or float64 (wide)
+    convert: Callable[[str, str], str]  # (expression, "float32" or "float64") -> the value converted to that type
+    literal: Callable[[float, str], str]  # (value, "float32" or "float64") -> a typed constant (value exact in it)
+    round_half: Callable[[str, str], str]  # (float32 expression, "float16"/"bfloat16") -> that value rounded, in float32
     abs: str  # function names
-    exp_storage: str  # in the storage dtype
+    exp_storage: str  # the exponential in the surrogate's compute dtype
+
+    def wide(self, expression: str) -> str:
+        return self.convert(expression, "float64")
 
 
-def rounded(value: float, dtype: torch.dtype) -> float:
+def rounded(value: float, dtype: str) -> float:
     """``value`` rounded to ``dtype`` as PyTorch rounds a Python scalar operand (exact as a Python float)."""
-    return float(torch.tensor(value, dtype=torch.float64).to(dtype))
+    return float(torch.tensor(value, dtype=torch.float64).to(getattr(torch, dtype)))
 
 
-OPS_OF_VALUES = (*BINARY, "neg", "relu", "detach", "cast64", "cast")  # operations of their arguments alone
+OPS_OF_VALUES = (*BINARY, "neg", "relu", "detach", "cast")  # operations of their arguments alone
 
 
 def invariant(step: Step) -> list[bool]:
@@ -50,47 +53,97 @@ def hoisted(step: Step) -> list[int]:
     return [k for k, n in enumerate(step.nodes) if keep[k] and inv[k] and n.kind not in ("param", "const")]
 
 
+def _narrowed(d: Dialect, expression: str, source: str, target: str) -> str:
+    """A ``source`` value (in its compute dtype) rounded to ``target``, as PyTorch converts: float64 to half
+    precision through float32 (c10's ``Half``/``BFloat16`` are built from a float)."""
+    if target in HALF:
+        if source == "float64":
+            expression = d.convert(expression, "float32")
+        return d.round_half(expression, target)
+    return d.convert(expression, target)
+
+
+def _operand(step: Step, d: Dialect, node: Node, position: int) -> str:
+    """Argument ``position`` of ``node`` as PyTorch's CPU kernel reads it, in the node's compute dtype: a
+    narrower operand converted exactly; a wider one (a 0-dim tensor or a Python number, which PyTorch's type
+    promotion ranks below the result's operand) rounded to the result dtype, except the second operand of a
+    half-precision product or quotient, which PyTorch reads at float32 precision (its reduced-float scalar
+    path)."""
+    arg = node.args[position]
+    a = step.nodes[arg]
+    target, compute = node.dtype, compute_dtype(node.dtype)
+    scalar_read = target in HALF and node.kind in ("mul", "div") and position == 1
+    if a.kind == "const":
+        return d.literal(rounded(a.value, "float32" if scalar_read else target), compute)
+    if a.dtype == target:
+        return f"n{arg}"
+    if converts_exactly(a.dtype, target):
+        return d.convert(f"n{arg}", compute)
+    if scalar_read:
+        return d.convert(f"n{arg}", "float32")
+    return _narrowed(d, f"n{arg}", a.dtype, target)
+
+
+# a dialect writing a constant operand as its plain value (``_operand`` on a constant gives the value it reads)
+_VALUE = Dialect(select=None, convert=None, literal=lambda value, compute: repr(value), round_half=None, abs="",
+                 exp_storage="")  # fmt: skip
+
+
 def forward_statements(
-    step: Step, d: Dialect, dtype: torch.dtype, leaf: Callable[[Node], str], given: dict[int, str] | None = None,
+    step: Step, d: Dialect, leaf: Callable[[Node], str], given: dict[int, str] | None = None,
     only: set[int] | None = None,
 ) -> list[str]:
-    """``n<k> = ...`` for every used node, in evaluation order, in the storage dtype (float64 where wide).
-    ``leaf(node)`` writes the expression of a leaf (x, state, param, live); ``given`` maps nodes to expressions
-    computed elsewhere (hoisted values); ``only`` restricts the statements to those nodes."""
+    """``n<k> = ...`` for every used node, in evaluation order, each in its compute dtype (float64 for float64
+    nodes, else float32: a half-precision node holds its value, rounded after the operation, in float32).
+    ``leaf(node)`` writes the expression of a leaf (x, state, param, live) in its compute dtype; ``given`` maps
+    nodes to expressions computed elsewhere (hoisted values); ``only`` restricts the statements to those nodes.
+    Constants are written into the operations that read them (each reads it at its own precision)."""
     keep = used(step)
     given = given or {}
-    zero, one = d.const(0.0, False), d.const(1.0, False)
     lines = []
     for k, n in enumerate(step.nodes):
-        if not keep[k] or (only is not None and k not in only):
+        if not keep[k] or n.kind == "const" or (only is not None and k not in only):
             continue
-        a = [f"n{i}" for i in n.args]
+        compute = compute_dtype(n.dtype) if n.dtype in FLOATS else None
         if k in given:
             expr = given[k]
-        elif n.kind == "const":
-            expr = d.const(n.value if n.wide else rounded(n.value, dtype), n.wide)
         elif n.kind in ("x", "state", "param", "live"):
             expr = leaf(n)
         elif n.kind in BINARY:
-            expr = f"{a[0]} {BINARY[n.kind]} {a[1]}"
+            expr = f"{_operand(step, d, n, 0)} {BINARY[n.kind]} {_operand(step, d, n, 1)}"
+            if n.dtype in HALF:
+                expr = d.round_half(expr, n.dtype)
         elif n.kind == "neg":
-            expr = f"-{a[0]}"
+            expr = f"-n{n.args[0]}"
         elif n.kind == "detach":
-            expr = a[0]
+            expr = f"n{n.args[0]}"
         elif n.kind == "relu":
-            expr = d.select(f"{a[0]} < {d.const(0.0, n.wide)}", d.const(0.0, n.wide), a[0])
-        elif n.kind == "cast64":
-            expr = d.to_wide(a[0])
+            zero = d.literal(0.0, compute)
+            expr = d.select(f"n{n.args[0]} < {zero}", zero, f"n{n.args[0]}")
         elif n.kind == "cast":
-            expr = d.to_storage(a[0])
+            source = step.nodes[n.args[0]].dtype
+            if converts_exactly(source, n.dtype):
+                expr = d.convert(f"n{n.args[0]}", compute)
+            else:
+                expr = _narrowed(d, f"n{n.args[0]}", source, n.dtype)
         elif n.kind == "step":
-            expr = d.select(f"{a[0]} {'>' if n.strict else '>='} {zero}", one, zero)
+            zero, one = d.literal(0.0, compute), d.literal(1.0, compute)
+            expr = d.select(f"n{n.args[0]} {'>' if n.strict else '>='} {zero}", one, zero)
         elif n.kind == "select":
-            expr = d.select(a[2], a[0], a[1])
+            expr = d.select(f"n{n.args[2]}", _operand(step, d, n, 0), _operand(step, d, n, 1))
         else:  # pragma: no cover - trace.OPS lists every kind
             raise AssertionError(n.kind)
         lines.append(f"n{k} = {expr}")
     return lines
+
+
+def surrogate_dtype(step: Step) -> str:
+    """The dtype of the margins the step's spikes are taken of (the surrogate derivatives are evaluated in its
+    compute dtype)."""
+    dtypes = {step.nodes[n.args[0]].dtype for n in step.nodes if n.kind == "step"}
+    if len(dtypes) > 1:
+        raise TraceError(f"spikes of margins in several dtypes ({', '.join(sorted(dtypes))})")
+    return dtypes.pop() if dtypes else "float32"
 
 
 def adjoint_statements(step: Step, d: Dialect, seeds: dict[int, list[str]], surrogate: str) -> tuple[list[str], dict[int, str]]:
@@ -98,7 +151,8 @@ def adjoint_statements(step: Step, d: Dialect, seeds: dict[int, list[str]], surr
     output nodes (expressions). Returns the statements and, per leaf node that receives gradient, the name of
     its adjoint. ``surrogate``: the derivative's expression in ``m`` (see ``surrogate_derivative``)."""
     keep = used(step)
-    wide = {k: (f"n{k}" if n.wide else d.to_wide(f"n{k}")) for k, n in enumerate(step.nodes) if keep[k]}
+    wide = {k: (f"n{k}" if n.dtype == "float64" else d.wide(f"n{k}")) for k, n in enumerate(step.nodes)
+            if keep[k] and n.kind != "const"}
     contributions: dict[int, list[str]] = {k: list(v) for k, v in seeds.items()}
     lines = []
     leaves = {}
@@ -114,9 +168,14 @@ def adjoint_statements(step: Step, d: Dialect, seeds: dict[int, list[str]], surr
         if n.kind in ("const", "live"):
             continue
         values = {"A": None, "B": None, "C": None}
-        for name, arg in zip("ABC", n.args):
-            values[name] = wide[arg] if name != "C" else f"n{arg}"
-        values["As"] = f"n{n.args[0]}" if n.args else None  # the first argument in its own precision
+        for position, (name, arg) in enumerate(zip("ABC", n.args)):
+            if name == "C":
+                values[name] = f"n{arg}"
+            elif step.nodes[arg].kind == "const":  # the constant as the operation read it
+                values[name] = d.literal(float(_operand(step, _VALUE, n, position)), "float64")
+            else:
+                values[name] = wide[arg]
+        values["As"] = f"n{n.args[0]}" if n.args else None  # the first argument in its compute dtype
         for arg, rule in zip(n.args, ADJOINTS[n.kind]):
             if rule is None or step.nodes[arg].kind in ("const", "live"):
                 continue
@@ -126,7 +185,7 @@ def adjoint_statements(step: Step, d: Dialect, seeds: dict[int, list[str]], surr
 
 
 def _instantiate(rule: str, g: str, values: dict, d: Dialect, surrogate: str) -> str:
-    zero = d.const(0.0, True)
+    zero = d.literal(0.0, "float64")
     if rule == "live":
         return d.select(values["C"], g, zero)
     if rule == "refractory":
@@ -138,13 +197,19 @@ def _instantiate(rule: str, g: str, values: dict, d: Dialect, surrogate: str) ->
     return rule.format(g=g, **{k: v for k, v in values.items() if k != "As"})
 
 
-def surrogate_derivative(kind: str, d: Dialect) -> str:
-    """dS/dm as a format string in ``{m}`` (the margin as float64), ``{ms}`` (the margin in the storage dtype) and
-    the constants ``c0``..``c4`` (``surrogate_constants``); "" for no gradient (heaviside). The sigmoid is
-    evaluated in the storage dtype, operation by operation as PyTorch's CPU kernel evaluates it in the reference
-    (``1 / (1 + exp(-z))``, each step rounded): in float32 ``1 - sigmoid`` loses most of its digits in the tails,
-    and the gradients must match that reference, not a more exact value."""
+def surrogate_derivative(kind: str, d: Dialect, dtype: str) -> str:
+    """dS/dm as a format string in ``{m}`` (the margin as float64), ``{ms}`` (the margin in its compute dtype;
+    ``dtype`` is the margin's, ``surrogate_dtype``) and the constants ``c0``..``c4`` (``surrogate_constants``); ""
+    for no gradient (heaviside). The sigmoid is evaluated in the margin's dtype, operation by operation as
+    PyTorch's CPU kernel evaluates it in the reference (``1 / (1 + exp(-z))``, each step rounded; in half
+    precision the product, the sigmoid and ``1 - sigmoid`` rounded to it): ``1 - sigmoid`` loses most of its
+    digits in the tails, and the gradients must match that reference, not a more exact value."""
     A = d.abs
+    compute = compute_dtype(dtype)
+
+    def rounded_to_margin(expression):
+        return d.round_half(expression, dtype) if dtype in HALF else expression
+
     if kind == "atan":  # c0 = pi/2*alpha, c1 = alpha/2
         return "(c1 / (1.0 + (c0 * {m}) * (c0 * {m})))"
     if kind in ("fast_sigmoid", "superspike"):  # c0 = slope
@@ -152,15 +217,16 @@ def surrogate_derivative(kind: str, d: Dialect) -> str:
     if kind == "sigmoid":  # c0 = alpha; in the storage dtype, as PyTorch's CPU sigmoid: 1 / (1 + exp(-alpha*m))
         # the exponential in the storage dtype too (vector lanes); PyTorch's float32 exp is not correctly rounded
         # either, and an ulp of exp(-z) moves the rounded sigmoid by at most an ulp
-        alpha, one = d.to_storage("c0"), d.const(1.0, False)
-        sig = f"({one} / ({one} + {d.exp_storage}(-({alpha} * {{ms}}))))"
-        return d.to_wide(f"(({one} - {sig}) * {sig} * {alpha})")
+        alpha, one = d.convert("c0", compute), d.literal(1.0, compute)
+        z = rounded_to_margin(f"({alpha} * {{ms}})")
+        sig = rounded_to_margin(f"({one} / ({one} + {d.exp_storage}(-{z})))")
+        return d.wide(f"({rounded_to_margin(f'({one} - {sig})')} * {sig} * {alpha})")
     if kind == "multi_gaussian":  # c0 = sigma, c1 = 1/(2 sigma^2), c2 = 1/(2 wide^2), c3, c4 the two heights
         # in the storage dtype, as autograd evaluates it in the reference: three exponentials per element were
         # most of a float32 backward in float64, and float32 ones run on twice the vector lanes
-        c0, c1, c2, c3, c4 = (d.to_storage(f"c{k}") for k in range(5))
+        c0, c1, c2, c3, c4 = (d.convert(f"c{k}", compute) for k in range(5))
         SE = d.exp_storage
-        return d.to_wide(f"({c3} * {SE}(-({{ms}} * {{ms}}) * {c1}) - {c4} * ({SE}(-(({{ms}} - {c0}) * ({{ms}} - {c0}))"
+        return d.wide(f"({c3} * {SE}(-({{ms}} * {{ms}}) * {c1}) - {c4} * ({SE}(-(({{ms}} - {c0}) * ({{ms}} - {c0}))"
                          f" * {c2}) + {SE}(-(({{ms}} + {c0}) * ({{ms}} + {c0})) * {c2})))")  # fmt: skip
     if kind == "boxcar":  # c0 = width/2
         return d.select("(({m} > -c0) & ({m} <= c0))", "1.0", "0.0")

@@ -10,25 +10,27 @@ from __future__ import annotations
 
 import torch
 
-from .codegen import Dialect, adjoint_statements, forward_statements, surrogate_derivative
-from .trace import Step
+from .codegen import Dialect, adjoint_statements, forward_statements, surrogate_derivative, surrogate_dtype
+from .trace import Step, TraceError
 
 _DTYPES = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.float16: "tl.float16",
            torch.bfloat16: "tl.bfloat16"}  # fmt: skip
 _PTX_TYPES = {torch.float32: "fp32", torch.float64: "fp64"}
 
 
-def _dialect(dtype: torch.dtype) -> Dialect:
-    storage = _DTYPES[dtype]
-    return Dialect(
-        select=lambda c, a, b: f"tl.where({c}, {a}, {b})",
-        to_wide=lambda v: f"{v}.to(tl.float64)",
-        to_storage=lambda v: f"{v}.to({storage})",
-        # typed constants: a bare Python float would be a float32 literal in Triton
-        const=lambda value, wide: f"tl.full([BLOCK], {float(value)!r}, {'tl.float64' if wide else storage})",
-        abs="tl.abs",
-        exp_storage="tl.exp",
-    )
+def _no_half(value, dtype):
+    raise TraceError("the Triton kernels compute in float32 or float64 (no half-precision rounding)")
+
+
+DIALECT = Dialect(
+    select=lambda c, a, b: f"tl.where({c}, {a}, {b})",
+    convert=lambda value, compute: f"{value}.to(tl.{compute})",
+    # typed constants: a bare Python float would be a float32 literal in Triton
+    literal=lambda value, compute: f"tl.full([BLOCK], {float(value)!r}, tl.{compute})",
+    round_half=_no_half,
+    abs="tl.abs",
+    exp_storage="tl.exp",
+)
 
 
 def _indent(lines, depth):
@@ -70,15 +72,17 @@ def signature(step: Step, dtype: torch.dtype, function: str) -> dict[str, str]:
 
 
 def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
-    d = _dialect(dtype)
+    """The module text for a step of one dtype, ``dtype`` (float32 or float64; ``float64`` nodes of a float32
+    step, SpikingJelly 0.0.0.0.14's ``1 - 1/tau``, compute in float64)."""
+    d = DIALECT
     storage = _DTYPES[dtype]
     states, params, saved = step.state, step.params, step.saved
 
     def leaf(node):
         return {"x": "xr", "live": "live", "state": f"st_{node.name}", "param": f"p_{node.name}"}[node.kind]
 
-    body = forward_statements(step, d, dtype, leaf)
-    zero = d.const(0.0, False)
+    body = forward_statements(step, d, leaf)
+    zero = d.literal(0.0, str(dtype).replace("torch.", ""))
     # lanes past N read 1.0 (no division by zero in lanes that are never stored)
     load_params = [f"    p_{p} = tl.load(p_{p}_ptr + offs, mask=mask, other=1.0)" for p in params]
     head = [
@@ -114,9 +118,9 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         seeds.setdefault(step.new_state[s], []).append(f"a_{s}")
     seeds.setdefault(step.membrane, []).append("gMr.to(tl.float64)")
     seeds.setdefault(step.emitted, []).append("gSr.to(tl.float64)")
-    adjoint, leaves = adjoint_statements(step, d, seeds, surrogate_derivative(surrogate_kind, d))
+    adjoint, leaves = adjoint_statements(step, d, seeds, surrogate_derivative(surrogate_kind, d, surrogate_dtype(step)))
     by_leaf = {(step.nodes[k].kind, step.nodes[k].name): g for k, g in leaves.items()}
-    zero64 = d.const(0.0, True)
+    zero64 = d.literal(0.0, "float64")
 
     def backward() -> list[str]:
         prev = []

@@ -8,6 +8,8 @@ loop, which then vectorizes.
 from __future__ import annotations
 
 import numba
+from llvmlite import ir
+import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
@@ -69,3 +71,92 @@ def exp32(z):
     out = (p * f(2.0)) * _bits_as_float32(numba.int32((n + numba.int32(126)) << numba.int32(23)))
     out = out if z > f(-86.0) else f(0.0)
     return out if z == z else z
+
+
+# Half precision: numba has no float16/bfloat16 arithmetic, so the generated kernels hold a half-precision value in
+# a float32 (every half value is one) and store it as its int16 bit pattern (the tensor viewed as int16). Selects
+# only, no branches: the neuron loops stay vectorizable.
+
+
+def _bits_cast(float_type, int_type):
+    """An intrinsic: the ``int_type`` whose bits are the IEEE-754 bits of the ``float_type`` argument."""
+
+    @intrinsic
+    def float_as_bits(typingctx, value):
+        if value != float_type:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(int_type))
+
+        return int_type(float_type), codegen
+
+    return float_as_bits
+
+
+_float32_bits = _bits_cast(types.float32, types.int32)
+
+
+@numba.njit(inline="always", error_model="numpy")
+def round_bf16(v):
+    """The float32 ``v`` rounded to the nearest bfloat16 (ties to even), as c10's ``BFloat16``; NaN stays NaN."""
+    b = numba.int64(_float32_bits(v))
+    r = (b + numba.int64(0x7FFF) + ((b >> numba.int64(16)) & numba.int64(1))) & numba.int64(0xFFFF0000)
+    out = _bits_as_float32(numba.int32(r))  # the low 32 bits (numba's integer conversion truncates)
+    return out if v == v else v
+
+
+@intrinsic
+def _f16_bits(typingctx, value):
+    """The float32 argument converted to IEEE half precision (LLVM ``fptrunc``: round to nearest even, as c10's
+    ``Half``; one vcvtps2ph where the CPU has F16C), as its int16 bit pattern."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return types.int16(types.float32), codegen
+
+
+@intrinsic
+def _f16_value(typingctx, bits):
+    """An IEEE half-precision bit pattern (int16) as its float32 value (LLVM ``fpext``: exact)."""
+    if bits != types.int16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.int16), codegen
+
+
+@numba.njit(inline="always", error_model="numpy")
+def round_f16(v):
+    """The float32 ``v`` rounded to the nearest float16 (ties to even, inf above 65504), as c10's ``Half``."""
+    return _f16_value(_f16_bits(v))
+
+
+@numba.njit(inline="always", error_model="numpy")
+def bf16_to_f32(h):
+    """A bfloat16 bit pattern (int16) as its float32 value."""
+    return _bits_as_float32(numba.int32(numba.int32(h) << numba.int32(16)))
+
+
+@numba.njit(inline="always", error_model="numpy")
+def f32_to_bf16(v):
+    """A bfloat16 value held in a float32 as its bit pattern (int16); NaN as 0x7FC0, as c10 stores it."""
+    b = numba.int32(_float32_bits(v)) >> numba.int32(16)
+    return numba.int16(b) if v == v else numba.int16(0x7FC0)
+
+
+@numba.njit(inline="always", error_model="numpy")
+def f16_to_f32(h):
+    """A float16 bit pattern (int16) as its float32 value."""
+    return _f16_value(h)
+
+
+@numba.njit(inline="always", error_model="numpy")
+def f32_to_f16(v):
+    """A float16 value held in a float32 (or +-inf, NaN) as its bit pattern (int16)."""
+    return _f16_bits(v)

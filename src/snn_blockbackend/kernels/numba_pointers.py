@@ -26,6 +26,7 @@ def _address_as_pointer(element):
 
 float32_at = _address_as_pointer(types.float32)
 float64_at = _address_as_pointer(types.float64)
+int16_at = _address_as_pointer(types.int16)  # half-precision arrays, as their bit patterns
 uint8_at = _address_as_pointer(types.uint8)
 int64_at = _address_as_pointer(types.int64)
 

@@ -31,16 +31,21 @@ def generated_only() -> bool:
 def _fake_forward(x, state0, params, countdown0, refractory_steps, kernel, sg_kind, sg_args, *checks):
     step = kernels.registered(kernel)
     T, N = x.shape[0], x[0].numel()
-    flags = x.new_empty((T, N), dtype=torch.uint8)
+
+    def dtype(array):
+        return getattr(torch, step.dtype_of(array))
+
     return [
-        x.new_empty((T, N)), x.new_empty((T, N)), flags, x.new_empty(N, dtype=torch.int64),
-        *(x.new_empty(N) for _ in step.state), *(x.new_empty((T, N)) for _ in step.saved),
+        x.new_empty((T, N), dtype=dtype("spikes")), x.new_empty((T, N), dtype=dtype("membranes")),
+        x.new_empty((T, N), dtype=torch.uint8), x.new_empty(N, dtype=torch.int64),
+        *(x.new_empty(N, dtype=dtype(f"state:{s}")) for s in step.state),
+        *(x.new_empty((T, N), dtype=dtype(f"state:{s}")) for s in step.saved),
     ]  # fmt: skip
 
 
 def _fake_backward(g_spikes, g_membrane, g_finals, x, M, F, state0, saved, params, kernel, sg_kind, sg_args):
     N = M.shape[1]
-    return [M.new_empty(M.shape), *(M.new_empty(N, dtype=torch.float64) for _ in (*state0, *params))]
+    return [x.new_empty(M.shape), *(M.new_empty(N, dtype=torch.float64) for _ in (*state0, *params))]
 
 
 def _setup(ctx, inputs, output):
@@ -59,7 +64,7 @@ def _grad_through(backward_op):
         x, M, F, *rest = ctx.saved_tensors
         state0, saved, params = rest[:n_state], rest[n_state : n_state + n_saved], rest[n_state + n_saved :]
         N = M.shape[1]
-        g_finals = [g if g is not None else M.new_zeros(N) for g in grads[4 : 4 + n_state]]
+        g_finals = [g if g is not None else s.new_zeros(N) for g, s in zip(grads[4 : 4 + n_state], state0)]
         gx, *g_rest = backward_op(grads[0], grads[1], g_finals, x, M, F, state0, saved, params, *ctx.config)
         shape = state0[0].shape
         g_state = [g.to(s.dtype).view(shape) for g, s in zip(g_rest[:n_state], state0)]
@@ -89,8 +94,8 @@ def prepare(profile) -> None:
 def run(forward, profile, p, x, refractory_steps, state, *checks):
     """A provider's ``run`` through its generated-kernel ``forward`` operator (``p``: prepared parameters;
     ``checks``: the arguments only some providers' operators take, the numba one's ``check_finite``)."""
-    step = kernels.step_of(profile, x.dtype)
     s, countdown = initial_state(profile, p, x, state)
+    step = kernels.step_of(profile, kernels.Operands.of(x, s, p))
     surrogate, shape = profile.surrogate, x.shape[1:]
     S, M, _, countdown, *rest = forward(
         x, [s[name].expand(shape) for name in step.state], [p[name] for name in step.params], countdown,

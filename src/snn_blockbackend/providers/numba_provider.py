@@ -1,8 +1,9 @@
 """The numba provider: compiled CPU kernels generated from each neuron profile (``kernels.emit_numba``), for
 every profile whose per-step methods trace (``kernels.trace``) and every built-in surrogate.
 
-Registered only when numba imports. It supports CPU tensors in float32 and float64; ``backend="auto"`` prefers
-it there and falls back to the torch provider otherwise (half precision, mixed dtypes, custom surrogates).
+Registered only when numba imports. It supports CPU tensors in float16, bfloat16, float32 and float64, mixed
+dtypes included (each operation in PyTorch's result dtype); ``backend="auto"`` prefers it there and falls back to
+the torch provider otherwise (custom surrogates, profiles that do not trace).
 """
 
 from __future__ import annotations
@@ -41,28 +42,29 @@ def chunk_width(n_neurons: int, widest: int) -> int:
     return int(min(max(per_thread, 256), widest))
 
 
-def _flat(t: torch.Tensor, shape) -> np.ndarray:
-    return t.detach().expand(shape).contiguous().reshape(-1).numpy()
+def _array(t: Tensor) -> np.ndarray:
+    """A contiguous CPU tensor as the array a kernel reads or fills (half precision as its int16 bit patterns)."""
+    t = t.detach()
+    return (t.view(torch.int16) if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()
 
 
-def _final(grad: torch.Tensor | None, N: int, dtype) -> np.ndarray:
-    """The incoming gradient of a final state (an operator output of N elements), or zeros."""
-    return grad.detach().reshape(N).contiguous().numpy() if grad is not None else np.zeros(N, dtype)
+def _flat(t: Tensor, shape) -> np.ndarray:
+    return _array(t.detach().expand(shape).contiguous().reshape(-1))
 
 
-def _uniform_or_rows(grad: torch.Tensor | None, T: int, N: int, dtype) -> tuple[np.ndarray, bool]:
-    """An output's incoming gradient: (one contiguous row, True) where it is the same at every step (None: zeros;
-    the expanded scalar of a ``.sum()``), else ([T, N] contiguous, False)."""
+def _uniform_or_rows(grad: Tensor | None, T: int, N: int, dtype: torch.dtype) -> tuple[np.ndarray, bool]:
+    """The incoming gradient of a [T, N] output of ``dtype``: (one contiguous row, True) where it is the same at
+    every step (None: zeros; the expanded scalar of a ``.sum()``), else ([T, N] contiguous, False)."""
     if grad is None:
-        return np.zeros((1, N), dtype), True
+        return _array(torch.zeros((1, N), dtype=dtype)), True
     if all(stride == 0 for stride in grad.stride()):
-        return np.full((1, N), grad.reshape(-1)[0].item(), dtype), True
-    return grad.detach().contiguous().reshape(T, N).numpy(), False
+        return _array(grad.reshape(-1)[:1].expand(1, N).contiguous()), True
+    return _array(grad.detach().contiguous().reshape(T, N)), False
 
 
-def _rows_buffer(T: int, N: int, dtype: torch.dtype) -> np.ndarray:
-    """A [T, N] output buffer (``_memory.empty``: reused once its tensors are gone) as the array a kernel fills."""
-    return _memory.empty((T, N), dtype, torch.device("cpu")).numpy()
+def _rows_buffer(T: int, N: int, dtype: torch.dtype) -> Tensor:
+    """A [T, N] output buffer (``_memory.empty``: reused once its tensors are gone)."""
+    return _memory.empty((T, N), dtype, torch.device("cpu"))
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -73,9 +75,13 @@ def _rows(t: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 # kernels generated from the profile (kernels.emit_numba)
 # ---------------------------------------------------------------------------------------------
-def _generated_module(step, dtype: torch.dtype, sg_kind: str):
-    name = kernels.module_name("numba", step, dtype, sg_kind)
-    return kernel_cache.load(name, lambda: emit_numba.source(step, dtype, sg_kind))
+def _generated_module(step, sg_kind: str):
+    name = kernels.module_name("numba", step, sg_kind)
+    return kernel_cache.load(name, lambda: emit_numba.source(step, sg_kind))
+
+
+def _dtype(step, array: str) -> torch.dtype:
+    return getattr(torch, step.dtype_of(array))
 
 
 if emit_numba is not None:
@@ -93,23 +99,22 @@ def numba_generated_forward(
     step = kernels.registered(kernel)
     shape = x.shape[1:]
     T, N = x.shape[0], shape.numel()
-    xs = _rows(x).numpy()
-    dtype = xs.dtype
-    S, M, *saved = (_rows_buffer(T, N, x.dtype) for _ in range(2 + len(step.saved)))
+    S, M = _rows_buffer(T, N, _dtype(step, "spikes")), _rows_buffer(T, N, _dtype(step, "membranes"))
+    saved = [_rows_buffer(T, N, _dtype(step, f"state:{s}")) for s in step.saved]
     F = _rows_buffer(T, N, torch.uint8)
-    countdown_out = np.empty(N, dtype=np.int64)
-    x_check = np.empty(N, dtype=dtype)
-    finals = [np.empty(N, dtype=dtype) for _ in step.state]
-    module = _generated_module(step, x.dtype, sg_kind)
+    countdown_out = torch.empty(N, dtype=torch.int64)
+    x_check = np.empty(N, dtype=np.float64 if x.dtype == torch.float64 else np.float32)
+    finals = [torch.empty(N, dtype=_dtype(step, f"state:{s}")) for s in step.state]
+    module = _generated_module(step, sg_kind)
     width = chunk_width(N, FORWARD_WIDEST)
     launch(
-        module, "forward", T, N, width, xs, countdown0.expand(shape).contiguous().reshape(-1).numpy(),
-        refractory_steps, *(_flat(s, shape) for s in state0),
-        *(_flat(p, shape) for p in params), S, M, F, countdown_out, *finals, *saved, x_check,
+        module, "forward", T, N, width, _array(_rows(x)), _flat(countdown0, shape), refractory_steps,
+        *(_flat(s, shape) for s in state0), *(_flat(p, shape) for p in params),
+        *(_array(t) for t in (S, M, F, countdown_out, *finals, *saved)), x_check,
     )  # fmt: skip
     if check_finite and np.isnan(x_check).any():
         raise ValueError(ops.NONFINITE_INPUT)
-    return [torch.from_numpy(a) for a in (S, M, F, countdown_out, *finals, *saved)]
+    return [S, M, F, countdown_out, *finals, *saved]
 
 
 @ops.custom_op("numba_generated_backward")
@@ -122,20 +127,20 @@ def numba_generated_backward(
     step = kernels.registered(kernel)
     T, N = M.shape
     shape = state0[0].shape
-    dtype = M.detach().numpy().dtype
-    gx = _rows_buffer(T, N, M.dtype)
+    gx = _rows_buffer(T, N, x.dtype)
     g_state = [np.empty(N, dtype=np.float64) for _ in step.state]
     g_params = [np.empty(N, dtype=np.float64) for _ in step.params]
     constants = np.array(codegen.surrogate_constants(sg_kind, sg_args), dtype=np.float64)
-    module = _generated_module(step, M.dtype, sg_kind)
+    module = _generated_module(step, sg_kind)
     width = chunk_width(N, BACKWARD_WIDEST)
     launch(
-        module, "backward", T, N, width, *_uniform_or_rows(g_spikes, T, N, dtype),
-        *_uniform_or_rows(g_membrane, T, N, dtype), _rows(x).numpy(), F.detach().numpy(), constants,
-        M.detach().numpy(), *(_flat(s, shape) for s in state0), *(a.detach().numpy() for a in saved),
-        *(_flat(p, shape) for p in params), *(_final(g, N, dtype) for g in g_finals), gx, *g_state, *g_params,
+        module, "backward", T, N, width, *_uniform_or_rows(g_spikes, T, N, _dtype(step, "spikes")),
+        *_uniform_or_rows(g_membrane, T, N, M.dtype),
+        _array(_rows(x)), _array(F), constants, _array(M), *(_flat(s, shape) for s in state0),
+        *(_array(a) for a in saved), *(_flat(p, shape) for p in params),
+        *(_array(g.reshape(N).contiguous()) for g in g_finals), _array(gx), *g_state, *g_params,
     )  # fmt: skip
-    return [torch.from_numpy(a) for a in (gx, *g_state, *g_params)]
+    return [gx, *(torch.from_numpy(a) for a in (*g_state, *g_params))]
 
 
 if emit_numba is not None:
@@ -155,8 +160,10 @@ class NumbaProvider:
             return "the numba kernels compute exact BPTT gradients only"
         return sg.kernel_refusal(profile.surrogate) or kernels.traceable(profile)
 
-    def supports_dtypes(self, dtypes):
-        return ops.kernel_dtype_refusal("numba", dtypes)
+    def supports_operands(self, profile, operands):
+        if isinstance(operands, str):
+            return operands
+        return kernels.traceable(profile, operands)
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact", check_finite=False):
         forward = torch.ops.snn_blockbackend.numba_generated_forward

@@ -185,7 +185,7 @@ class TorchBlockProvider:
         if x.is_meta:
             raise NotImplementedError(
                 f"meta tensors: the torch provider's generic path (here for {profile.describe()}) reads values per "
-                "block; the operators (the LIF fast path, the numba kernels in float32/float64) run on meta tensors"
+                "block; the operators (the LIF fast path, the generated numba kernels) run on meta tensors"
             )
         return run_generic(profile, p, x, refractory_steps, state)
 

@@ -17,7 +17,6 @@ import torch
 from .. import kernels, ops
 from .. import surrogate as sg
 from ..kernels import cache as kernel_cache
-from ..ops import kernel_dtype_refusal
 from ..plugins import hookimpl
 from . import generated
 from .torch_provider import describes_itself, finish_fast, initial_state, prepare_fast
@@ -259,7 +258,7 @@ def _triton_alif_grad(ctx, g_spikes, g_membrane, g_final_v, g_final_a, *_unused)
 # kernels generated from the profile (kernels.emit_triton)
 # ---------------------------------------------------------------------------------------------
 def _generated_module(step, dtype: torch.dtype, sg_kind: str):
-    name = kernels.module_name("triton", step, dtype, sg_kind)
+    name = kernels.module_name("triton", step, sg_kind)
     return kernel_cache.load(name, lambda: emit_triton.source(step, dtype, sg_kind))
 
 
@@ -351,8 +350,14 @@ class TritonProvider:
         against the generated ones on a GPU; see ``generated.generated_only``)."""
         return profile.fast_lif_capable or describes_itself(profile, "alif_spec")
 
-    def supports_dtypes(self, dtypes):
-        return kernel_dtype_refusal("Triton", dtypes)
+    def supports_operands(self, profile, operands):
+        """The Triton kernels compute in one dtype, float32 or float64 (half precision and mixed dtypes, whose
+        rounding the numba kernels reproduce, have not been generated for Triton)."""
+        if isinstance(operands, str):
+            return operands
+        if operands.uniform not in ("float32", "float64"):
+            return f"the Triton kernels compute in one dtype, float32 or float64, not {operands.describe()}"
+        return None
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)

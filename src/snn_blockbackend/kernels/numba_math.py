@@ -8,8 +8,6 @@ loop, which then vectorizes.
 from __future__ import annotations
 
 import numba
-from llvmlite import ir
-import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
@@ -74,10 +72,9 @@ def exp32(z):
 
 
 # Half precision: numba has no float16/bfloat16 arithmetic, so the generated kernels hold a half-precision value in
-# a float32 (every half value is one) and store it as its int16 bit pattern (the tensor viewed as int16). Selects
-# only, no branches: the neuron loops stay vectorizable.
-
-
+# a float32 (every half value is one) and store it as its int16 bit pattern (the tensor viewed as int16). Integer
+# arithmetic in int32 lanes and selects only: the neuron loops stay vectorizable, and no LLVM half type (which
+# needs F16C or a runtime routine numba cannot link: a crash on generic CPU targets).
 def _bits_cast(float_type, int_type):
     """An intrinsic: the ``int_type`` whose bits are the IEEE-754 bits of the ``float_type`` argument."""
 
@@ -100,41 +97,29 @@ _float32_bits = _bits_cast(types.float32, types.int32)
 @numba.njit(inline="always", error_model="numpy")
 def round_bf16(v):
     """The float32 ``v`` rounded to the nearest bfloat16 (ties to even), as c10's ``BFloat16``; NaN stays NaN."""
-    b = numba.int64(_float32_bits(v))
-    r = (b + numba.int64(0x7FFF) + ((b >> numba.int64(16)) & numba.int64(1))) & numba.int64(0xFFFF0000)
-    out = _bits_as_float32(numba.int32(r))  # the low 32 bits (numba's integer conversion truncates)
+    i32 = numba.int32
+    b = _float32_bits(v)
+    r = i32(i32(b + i32(0x7FFF) + ((b >> i32(16)) & i32(1))) & i32(-0x10000))
+    out = _bits_as_float32(r)
     return out if v == v else v
-
-
-@intrinsic
-def _f16_bits(typingctx, value):
-    """The float32 argument converted to IEEE half precision (LLVM ``fptrunc``: round to nearest even, as c10's
-    ``Half``; one vcvtps2ph where the CPU has F16C), as its int16 bit pattern."""
-    if value != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
-
-    return types.int16(types.float32), codegen
-
-
-@intrinsic
-def _f16_value(typingctx, bits):
-    """An IEEE half-precision bit pattern (int16) as its float32 value (LLVM ``fpext``: exact)."""
-    if bits != types.int16:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-
-    return types.float32(types.int16), codegen
 
 
 @numba.njit(inline="always", error_model="numpy")
 def round_f16(v):
-    """The float32 ``v`` rounded to the nearest float16 (ties to even, inf above 65504), as c10's ``Half``."""
-    return _f16_value(_f16_bits(v))
+    """The float32 ``v`` rounded to the nearest float16 (ties to even), as c10's ``Half``: the significand at bit 13
+    for normal results, below 2^-14 to a multiple of 2^-24 (the float32 sum with 0.5 rounds there), inf above
+    65504; the sign kept (-tiny gives -0.0); NaN stays NaN."""
+    f = numba.float32
+    i32 = numba.int32
+    b = _float32_bits(v)
+    a = i32(b & i32(0x7FFFFFFF))
+    sign = i32(b & i32(-0x80000000))
+    normal = i32(i32(a + i32(0xFFF) + ((a >> i32(13)) & i32(1))) & i32(0x7FFFE000))
+    tiny = _float32_bits((abs(v) + f(0.5)) - f(0.5))
+    m = normal if a >= i32(0x38800000) else tiny
+    m = m if m <= i32(0x477FE000) else i32(0x7F800000)
+    out = _bits_as_float32(i32(m | sign))
+    return out if v == v else v
 
 
 @numba.njit(inline="always", error_model="numpy")
@@ -145,18 +130,38 @@ def bf16_to_f32(h):
 
 @numba.njit(inline="always", error_model="numpy")
 def f32_to_bf16(v):
-    """A bfloat16 value held in a float32 as its bit pattern (int16); NaN as 0x7FC0, as c10 stores it."""
-    b = numba.int32(_float32_bits(v)) >> numba.int32(16)
-    return numba.int16(b) if v == v else numba.int16(0x7FC0)
+    """A bfloat16 value held in a float32 as its bit pattern (int16); NaN as 0x7FC0."""
+    h = numba.int16(_float32_bits(v) >> numba.int32(16))
+    return h if v == v else numba.int16(0x7FC0)
 
 
 @numba.njit(inline="always", error_model="numpy")
 def f16_to_f32(h):
-    """A float16 bit pattern (int16) as its float32 value."""
-    return _f16_value(h)
+    """A float16 bit pattern (int16) as its float32 value (subnormals through an exact float32 product; exponent 31
+    is inf/NaN)."""
+    i32 = numba.int32
+    x = i32(h)
+    m = i32(x & i32(0x7FFF))
+    shifted = i32(m << i32(13))
+    normal = i32(shifted + i32(0x38000000))
+    sub = _float32_bits(numba.float32(m) * numba.float32(2.0 ** -24))
+    special = i32(shifted | i32(0x7F800000))
+    bits = normal if m >= i32(0x400) else sub
+    bits = bits if m < i32(0x7C00) else special
+    return _bits_as_float32(i32(bits | i32(i32(x & i32(0x8000)) << i32(16))))
 
 
 @numba.njit(inline="always", error_model="numpy")
 def f32_to_f16(v):
-    """A float16 value held in a float32 (or +-inf, NaN) as its bit pattern (int16)."""
-    return _f16_bits(v)
+    """A float16 value held in a float32 (or +-inf, NaN) as its bit pattern (int16); NaN as 0x7E00."""
+    f = numba.float32
+    i32 = numba.int32
+    b = _float32_bits(v)
+    a = i32(b & i32(0x7FFFFFFF))
+    normal = i32(i32(a - i32(0x38000000)) >> i32(13))
+    sub = i32(_float32_bits(abs(v) + f(0.5)) - i32(0x3F000000))
+    m = normal if a >= i32(0x38800000) else sub
+    m = m if a < i32(0x7F800000) else i32(0x7C00)
+    h = i32(m | i32(i32(b >> i32(16)) & i32(0x8000)))
+    h = h if v == v else i32(0x7E00)
+    return numba.int16(h)

@@ -31,6 +31,8 @@ import warnings
 
 import pytest
 import torch
+
+from snn_blockbackend.functional import use_backend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -312,12 +314,20 @@ HALF_PARAMS = {  # Norse's float32 parameters with half-precision input, as the 
 @pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16))
 @pytest.mark.parametrize("params", sorted(HALF_PARAMS))
 @pytest.mark.parametrize("kind", KINDS)
-def test_half_precision_input_with_float32_parameters(kind, params, dtype):
+# the adapters' dtype handling on the torch provider in the default run; on "auto" (the numba kernels, one
+# compiled module per kind, parameters, dtype and the dtypes each step meets: minutes of compiling) in make test-slow
+@pytest.mark.parametrize("backend", ("torch", pytest.param("auto", marks=pytest.mark.slow)))
+def test_half_precision_input_with_float32_parameters(kind, params, dtype, backend):
     """Half-precision input, Norse's float32 parameters (Module.to leaves its parameter tuple alone): Norse's
     initial states (full float32, a 0-dim float32 clone of v_leak, or the input's dtype) and per-neuron float32
     parameters promote its arithmetic step by step, and its returned state carries the promoted dtype into the
     next step. Ours follows PyTorch's promotion alike: spikes and every state, values and dtypes, bit for bit,
     stepping a cell and running the time module."""
+    with use_backend(backend):
+        _half_precision_input_with_float32_parameters(kind, params, dtype)
+
+
+def _half_precision_input_with_float32_parameters(kind, params, dtype):
     kwargs = HALF_PARAMS[params]
     p = _norse_params(kind, torch.float32, (11,), 5, **kwargs)
     x = _input((30, 2, 11), dtype, 5, kind, kwargs.get("v_th", 1.0)).detach()

@@ -12,21 +12,21 @@ from numba import types
 from numba.extending import intrinsic
 
 
-def _bit_cast(int_type, float_type):
-    """An intrinsic: the ``float_type`` whose IEEE-754 bits are the ``int_type`` argument (a bit cast, no
-    conversion)."""
+def _bit_cast(source, target):
+    """An intrinsic: the ``target`` value whose bits are those of the ``source`` argument (a bit cast, no
+    conversion: an integer's bits as a float, or a float's bits as an integer)."""
 
     @intrinsic
-    def bits_as_float(typingctx, bits):
-        if bits != int_type:
+    def bit_cast(typingctx, value):
+        if value != source:
             return None
 
         def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], context.get_value_type(float_type))
+            return builder.bitcast(args[0], context.get_value_type(target))
 
-        return float_type(int_type), codegen
+        return target(source), codegen
 
-    return bits_as_float
+    return bit_cast
 
 
 _bits_as_float64 = _bit_cast(types.int64, types.float64)
@@ -75,23 +75,7 @@ def exp32(z):
 # a float32 (every half value is one) and store it as its int16 bit pattern (the tensor viewed as int16). Integer
 # arithmetic in int32 lanes and selects only: the neuron loops stay vectorizable, and no LLVM half type (which
 # needs F16C or a runtime routine numba cannot link: a crash on generic CPU targets).
-def _bits_cast(float_type, int_type):
-    """An intrinsic: the ``int_type`` whose bits are the IEEE-754 bits of the ``float_type`` argument."""
-
-    @intrinsic
-    def float_as_bits(typingctx, value):
-        if value != float_type:
-            return None
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], context.get_value_type(int_type))
-
-        return int_type(float_type), codegen
-
-    return float_as_bits
-
-
-_float32_bits = _bits_cast(types.float32, types.int32)
+_float32_bits = _bit_cast(types.float32, types.int32)
 
 
 @numba.njit(inline="always", error_model="numpy")

@@ -356,7 +356,8 @@ class TritonProvider:
         if isinstance(operands, str):
             return operands
         if operands.uniform not in ("float32", "float64"):
-            return f"the Triton kernels compute in one dtype, float32 or float64, not {operands.describe()}"
+            return (f"the Triton kernels compute in one dtype, float32 or float64, not {operands.describe()}; "
+                    "backend='auto' runs it on another provider (the torch provider on CUDA)")
         return None
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):

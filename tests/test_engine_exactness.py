@@ -229,22 +229,22 @@ def test_provider_equals_reference_deep(config, backend, data):
 
 # half precision: the torch provider computes in the storage dtype; the numba kernels compute each operation in
 # float32 and round it to the half dtype, as PyTorch's CPU kernels do. Each (configuration, dtype) is a numba
-# kernel compiled for the test (~7 s on 2 cores): the default run takes every profile once in each of its dtype
-# situations below, `make test-slow` every configuration in every one.
+# kernel compiled for the test (~7-16 s on 2 cores): the default run takes four (FAST_NUMBA_HALF), `make test-slow`
+# every configuration in every dtype situation.
 HALF_BACKENDS = [name for name in ("torch", "numba") if name in plugins.providers()]
 FIRST_OF_EACH_PROFILE = {name: (name, options) for name, options, *_ in reversed(CONFIGS)}
-FAST_NUMBA_HALF = {("paper_lif", torch.float16), ("norse_lif_box", torch.float16), ("spikingjelly_lif", torch.float16)}
+# the default run (make test's time budget): SpikingJelly's and Norse's neurons as autocast gives them (bfloat16
+# input, float32 parameters; Norse's float32 state), float16 with half-precision parameters for one profile
+FAST_NUMBA_HALF = {
+    ("spikingjelly_lif", torch.bfloat16, "float32-params"), ("norse_lsnn", torch.bfloat16, "float32-params"),
+    ("norse_lif", torch.bfloat16, "float32-state"), ("paper_lif", torch.float16, "half-params"),
+}  # fmt: skip
 
 
 def _numba_half_marks(config, dtype, situation):
-    """Default run: every profile's first configuration as autocast gives it (bfloat16 input, float32
-    parameters), float16 with half-precision parameters for three profiles, Norse's float32 state for one."""
+    """Slow unless the case is in FAST_NUMBA_HALF (each profile's first configuration)."""
     first = FIRST_OF_EACH_PROFILE[config[0]] == (config[0], config[1])
-    fast = first and (
-        (situation == "float32-params" and dtype == torch.bfloat16)
-        or (situation == "half-params" and (config[0], dtype) in FAST_NUMBA_HALF)
-        or (situation == "float32-state" and config[0] == "norse_lif")
-    )
+    fast = first and (config[0], dtype, situation) in FAST_NUMBA_HALF
     return () if fast else (pytest.mark.slow,)
 
 

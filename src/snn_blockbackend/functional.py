@@ -109,8 +109,12 @@ def request_operands(profile: NeuronProfile, p: dict, x: torch.Tensor, state: di
     try:
         if all(t.dtype == x.dtype for t in p.values()) and (
             state is None or all(t.dtype == x.dtype for t in state.values() if t.is_floating_point())
-        ):
+        ) and (x.dtype in (torch.float32, torch.float64) or not torch.compiler.is_compiling()):
             return kernels.Operands(kernels.dtype_name(x.dtype))
+        if torch.compiler.is_compiling():
+            # the layers trace their float32/float64 steps when built; tracing another under Dynamo would break
+            # the graph (fullgraph=True fails), so compiled half precision and mixed dtypes keep the torch provider
+            return "under torch.compile the generated kernels take float32 or float64 operands of one dtype"
         prepared = profile.prepare({name: torch.empty(t.shape, dtype=t.dtype, device="meta") for name, t in p.items()})
         if state is None:
             state = profile.initial_state(prepared, torch.empty(x.shape[1:], dtype=x.dtype, device="meta"))

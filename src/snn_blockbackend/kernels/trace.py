@@ -169,6 +169,10 @@ class Step:
         kind, _, name = array.partition(":")
         return self.leaf(kind, name).dtype
 
+    def torch_dtype(self, array: str) -> torch.dtype:
+        """``dtype_of(array)`` as a torch dtype (what an operator allocates the array in)."""
+        return getattr(torch, self.dtype_of(array))
+
 
 def _describe(n: Node) -> str:
     args = ", ".join(f"n{a}" for a in n.args)

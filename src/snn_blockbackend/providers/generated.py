@@ -31,10 +31,7 @@ def generated_only() -> bool:
 def _fake_forward(x, state0, params, countdown0, refractory_steps, kernel, sg_kind, sg_args, *checks):
     step = kernels.registered(kernel)
     T, N = x.shape[0], x[0].numel()
-
-    def dtype(array):
-        return getattr(torch, step.dtype_of(array))
-
+    dtype = step.torch_dtype
     return [
         x.new_empty((T, N), dtype=dtype("spikes")), x.new_empty((T, N), dtype=dtype("membranes")),
         x.new_empty((T, N), dtype=torch.uint8), x.new_empty(N, dtype=torch.int64),

@@ -17,6 +17,7 @@ from .. import kernels, ops
 from .. import surrogate as sg
 from ..kernels import cache as kernel_cache
 from ..kernels import codegen
+from ..kernels.trace import compute_dtype
 from ..plugins import hookimpl
 from . import _memory, generated
 
@@ -80,10 +81,6 @@ def _generated_module(step, sg_kind: str):
     return kernel_cache.load(name, lambda: emit_numba.source(step, sg_kind))
 
 
-def _dtype(step, array: str) -> torch.dtype:
-    return getattr(torch, step.dtype_of(array))
-
-
 if emit_numba is not None:
     emit_numba.configure_llvm()
 
@@ -99,12 +96,12 @@ def numba_generated_forward(
     step = kernels.registered(kernel)
     shape = x.shape[1:]
     T, N = x.shape[0], shape.numel()
-    S, M = _rows_buffer(T, N, _dtype(step, "spikes")), _rows_buffer(T, N, _dtype(step, "membranes"))
-    saved = [_rows_buffer(T, N, _dtype(step, f"state:{s}")) for s in step.saved]
+    S, M = _rows_buffer(T, N, step.torch_dtype("spikes")), _rows_buffer(T, N, step.torch_dtype("membranes"))
+    saved = [_rows_buffer(T, N, step.torch_dtype(f"state:{s}")) for s in step.saved]
     F = _rows_buffer(T, N, torch.uint8)
     countdown_out = torch.empty(N, dtype=torch.int64)
-    x_check = np.empty(N, dtype=np.float64 if x.dtype == torch.float64 else np.float32)
-    finals = [torch.empty(N, dtype=_dtype(step, f"state:{s}")) for s in step.state]
+    x_check = np.empty(N, dtype=compute_dtype(step.dtype_of("x")))  # the kernel sums x - x in x's compute dtype
+    finals = [torch.empty(N, dtype=step.torch_dtype(f"state:{s}")) for s in step.state]
     module = _generated_module(step, sg_kind)
     width = chunk_width(N, FORWARD_WIDEST)
     launch(
@@ -134,7 +131,7 @@ def numba_generated_backward(
     module = _generated_module(step, sg_kind)
     width = chunk_width(N, BACKWARD_WIDEST)
     launch(
-        module, "backward", T, N, width, *_uniform_or_rows(g_spikes, T, N, _dtype(step, "spikes")),
+        module, "backward", T, N, width, *_uniform_or_rows(g_spikes, T, N, step.torch_dtype("spikes")),
         *_uniform_or_rows(g_membrane, T, N, M.dtype),
         _array(_rows(x)), _array(F), constants, _array(M), *(_flat(s, shape) for s in state0),
         *(_array(a) for a in saved), *(_flat(p, shape) for p in params),

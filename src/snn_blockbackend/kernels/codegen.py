@@ -23,6 +23,9 @@ class Dialect:
     round_half: Callable[[str, str], str]  # (float32 expression, "float16"/"bfloat16") -> that value rounded, in float32
     abs: str  # function names
     exp_storage: str  # the exponential in the surrogate's compute dtype
+    # (numerator, denominator, compute dtype) -> the correctly rounded quotient (Triton's ``/`` in float32 is an
+    # approximate division on NVIDIA GPUs, ``div.full.f32``; PyTorch divides with IEEE rounding)
+    divide: Callable[[str, str, str], str] = lambda a, b, compute: f"{a} / {b}"
 
     def wide(self, expression: str) -> str:
         return self.convert(expression, "float64")
@@ -109,6 +112,10 @@ def forward_statements(
             expr = given[k]
         elif n.kind in ("x", "state", "param", "live"):
             expr = leaf(n)
+        elif n.kind == "div":
+            expr = d.divide(_operand(step, d, n, 0), _operand(step, d, n, 1), compute)
+            if n.dtype in HALF:
+                expr = d.round_half(expr, n.dtype)
         elif n.kind in BINARY:
             expr = f"{_operand(step, d, n, 0)} {BINARY[n.kind]} {_operand(step, d, n, 1)}"
             if n.dtype in HALF:
@@ -219,7 +226,7 @@ def surrogate_derivative(kind: str, d: Dialect, dtype: str) -> str:
         # either, and an ulp of exp(-z) moves the rounded sigmoid by at most an ulp
         alpha, one = d.convert("c0", compute), d.literal(1.0, compute)
         z = rounded_to_margin(f"({alpha} * {{ms}})")
-        sig = rounded_to_margin(f"({one} / ({one} + {d.exp_storage}(-{z})))")
+        sig = rounded_to_margin(f"({d.divide(one, f'({one} + {d.exp_storage}(-{z}))', compute)})")
         return d.wide(f"({rounded_to_margin(f'({one} - {sig})')} * {sig} * {alpha})")
     if kind == "multi_gaussian":  # c0 = sigma, c1 = 1/(2 sigma^2), c2 = 1/(2 wide^2), c3, c4 the two heights
         # in the storage dtype, as autograd evaluates it in the reference: three exponentials per element were

@@ -8,6 +8,8 @@ membranes, the other state variables and one live byte per step).
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from .codegen import Dialect, adjoint_statements, forward_statements, surrogate_derivative, surrogate_dtype
@@ -30,7 +32,20 @@ DIALECT = Dialect(
     round_half=_no_half,
     abs="tl.abs",
     exp_storage="tl.exp",
+    # IEEE division in float32 (``/`` compiles to the approximate ``div.full.f32``); float64's ``/`` is ``div.rn.f64``
+    divide=lambda a, b, compute: f"tl.math.div_rn({a}, {b})" if compute == "float32" else f"{a} / {b}",
 )
+
+
+# PTX instructions that round differently from PyTorch's elementwise kernels: fused multiply-adds (one rounding
+# for two operations) and the approximate division, reciprocal, square root and exponentials
+_INEXACT_PTX = re.compile(r"\b(?:fma\.rn|div\.full|div\.approx|rcp\.approx|sqrt\.approx|ex2\.approx|lg2\.approx)\.[a-z0-9.]+")
+
+
+def inexact_instructions(ptx: str) -> list[str]:
+    """The instructions in ``ptx`` (a forward's) that would make its values differ from the reference's: it must
+    have none (the tests compile every forward for sm_80 and sm_90 and check)."""
+    return sorted(set(_INEXACT_PTX.findall(ptx)))
 
 
 def _indent(lines, depth):

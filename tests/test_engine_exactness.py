@@ -180,8 +180,9 @@ def _assert_half_grads_close(run, ref, ref_grads, got_grads, dtype):
         event("half precision: parameter gradients below the reference's own accumulation error")
 
 
-def _check(config, backend, data, device="cpu", dtypes=(torch.float32, torch.float64)):
-    profile, params, R, x = data.draw(problems(config, MAX_REFRACTORY.get(backend, 50), dtypes))
+def _check(config, backend, data, device="cpu", dtypes=(torch.float32, torch.float64), max_refractory=None):
+    max_refractory = max_refractory if max_refractory is not None else MAX_REFRACTORY.get(backend, 50)
+    profile, params, R, x = data.draw(problems(config, max_refractory, dtypes))
     state = data.draw(initial_states(profile, params, R, x))
     if device != "cpu":  # the reference runs on the same device: bitwise equality is per device
         x, params = x.to(device), {k: v.to(device) for k, v in params.items()}
@@ -227,30 +228,32 @@ def test_provider_equals_reference_deep(config, backend, data):
     _check(config, backend, data)
 
 
-# half precision: the torch provider computes in the storage dtype; the numba kernels compute each operation in
-# float32 and round it to the half dtype, as PyTorch's CPU kernels do. Each (configuration, dtype) is a numba
-# kernel compiled for the test (~7-16 s on 2 cores): the default run takes four (FAST_NUMBA_HALF), `make test-slow`
-# every configuration in every dtype situation.
-HALF_BACKENDS = [name for name in ("torch", "numba") if name in plugins.providers()]
+# half precision: the torch provider computes in the storage dtype; the generated kernels (numba, Triton) compute
+# each operation in float32 and round it to the half dtype, as PyTorch's CPU kernels do. Each (configuration,
+# dtype) is a numba kernel compiled for the test (~7-16 s on 2 cores), and Triton's interpreter takes ~15 ms a
+# step: the default run takes four cases of each (FAST_KERNEL_HALF), `make test-slow` every configuration in every
+# dtype situation.
+HALF_BACKENDS = [name for name in ("torch", "numba", "triton") if name in plugins.providers()]
+KERNEL_BACKENDS = [name for name in ("numba", "triton") if name in plugins.providers()]
 FIRST_OF_EACH_PROFILE = {name: (name, options) for name, options, *_ in reversed(CONFIGS)}
 # the default run (make test's time budget): SpikingJelly's and Norse's neurons as autocast gives them (bfloat16
 # input, float32 parameters; Norse's float32 state), float16 with half-precision parameters for one profile
-FAST_NUMBA_HALF = {
+FAST_KERNEL_HALF = {
     ("spikingjelly_lif", torch.bfloat16, "float32-params"), ("norse_lsnn", torch.bfloat16, "float32-params"),
     ("norse_lif", torch.bfloat16, "float32-state"), ("paper_lif", torch.float16, "half-params"),
 }  # fmt: skip
 
 
-def _numba_half_marks(config, dtype, situation):
-    """Slow unless the case is in FAST_NUMBA_HALF (each profile's first configuration)."""
+def _kernel_half_marks(config, dtype, situation):
+    """Slow unless the case is in FAST_KERNEL_HALF (each profile's first configuration)."""
     first = FIRST_OF_EACH_PROFILE[config[0]] == (config[0], config[1])
-    fast = first and (config[0], dtype, situation) in FAST_NUMBA_HALF
+    fast = first and (config[0], dtype, situation) in FAST_KERNEL_HALF
     return () if fast else (pytest.mark.slow,)
 
 
 HALF_CASES = [
     pytest.param(config, dtype, backend, id=f"{config_id}-{str(dtype).replace('torch.', '')}-{backend}",
-                 marks=_numba_half_marks(config, dtype, "half-params") if backend == "numba" else ())
+                 marks=_kernel_half_marks(config, dtype, "half-params") if backend != "torch" else ())
     for config, config_id in zip(CONFIGS, CONFIG_IDS)
     for dtype in HALF
     for backend in HALF_BACKENDS
@@ -263,38 +266,46 @@ HALF_CASES = [
 def test_half_precision_equals_reference(config, dtype, backend, data):
     """float16/bfloat16 (parameters too): spikes, membranes and final state bitwise equal to the reference in
     that dtype; gradients as ``_assert_half_grads_close`` says."""
-    _check(config, backend, data, dtypes=(dtype,))
+    _check(config, backend, data, dtypes=(dtype,), max_refractory=MAX_REFRACTORY.get(backend, 20))
 
 
 # mixed precision as the frameworks meet it under autocast: half-precision input (a Linear's output) with float32
 # parameters (Python floats become 0-dim float32 tensors) and a state in the input's dtype (SpikingJelly); and a
 # float32 state, with per-neuron float32 parameters or not, as Norse keeps it
 MIXED_CASES = [
-    pytest.param(config, dtype, situation, id=f"{config_id}-{str(dtype).replace('torch.', '')}-{situation}",
-                 marks=_numba_half_marks(config, dtype, situation))
+    pytest.param(config, dtype, situation, backend,
+                 id=f"{config_id}-{str(dtype).replace('torch.', '')}-{situation}-{backend}",
+                 marks=_kernel_half_marks(config, dtype, situation))
     for config, config_id in zip(CONFIGS, CONFIG_IDS)
     for dtype in HALF
     for situation in ("float32-params", "float32-state")
+    for backend in KERNEL_BACKENDS
 ]  # fmt: skip
 
 
-@pytest.mark.skipif("numba" not in plugins.providers(), reason="the numba provider is not installed (extra [numba])")
-@pytest.mark.parametrize(("config", "dtype", "situation"), MIXED_CASES)
+@pytest.mark.skipif(not KERNEL_BACKENDS, reason="neither numba nor Triton is installed (extras [numba], [triton])")
+@pytest.mark.parametrize(("config", "dtype", "situation", "backend"), MIXED_CASES or [(None,) * 4])
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_mixed_precision_equals_reference(config, dtype, situation, data):
+def test_mixed_precision_equals_reference(config, dtype, situation, backend, data):
     """Half-precision input, float32 parameters (0-dim: the results stay half precision, PyTorch reading the
     float32 value as the second operand of a product or quotient and rounding it to the half dtype elsewhere;
-    per-neuron, with a float32 state: everything they touch promotes to float32): the numba kernels equal the
-    reference bitwise, and return the reference's dtypes."""
-    profile, params, R, x = data.draw(problems(config, 20, (dtype,), param_dtype=torch.float32))
+    per-neuron, with a float32 state: everything they touch promotes to float32): the generated kernels equal
+    the reference bitwise, and return the reference's dtypes."""
+    _check_mixed(config, dtype, situation, backend, data)
+
+
+def _check_mixed(config, dtype, situation, backend, data, device="cpu"):
+    profile, params, R, x = data.draw(problems(config, MAX_REFRACTORY.get(backend, 20), (dtype,), param_dtype=torch.float32))
     if situation == "float32-state":
         state = data.draw(initial_states(profile, params, R, x, torch.float32, always=True))
     else:
         params = {name: p.flatten()[0] for name, p in params.items()}  # 0-dim, as Python floats become
         state = data.draw(initial_states(profile, params, R, x))
+    x, params = x.to(device), {k: v.to(device) for k, v in params.items()}
+    state = {k: v.to(device) for k, v in state.items()} if state is not None else None
     ref, ref_grads = _run(profile, params, R, x, "reference", state)
-    got, got_grads = _run(profile, params, R, x, "numba", state)
+    got, got_grads = _run(profile, params, R, x, backend, state)
     assert got.spikes.dtype == ref.spikes.dtype and got.membrane.dtype == ref.membrane.dtype
     assert torch.equal(got.spikes, ref.spikes)
     assert torch.equal(got.membrane, ref.membrane)
@@ -303,27 +314,15 @@ def test_mixed_precision_equals_reference(config, dtype, situation, data):
     _assert_half_grads_close(_widened(profile, params, R, x, state), ref, ref_grads, got_grads, x.dtype)
 
 
-@pytest.mark.skipif("triton" not in plugins.providers(), reason="Triton is not installed (extra [triton])")
-@pytest.mark.parametrize("dtype", HALF)
-def test_triton_refuses_half(dtype):
-    """The Triton kernels compute in float32/float64: asked explicitly for half precision they refuse, naming
-    the dtype; "auto" picks another provider."""
-    x = torch.randn(6, 2, 3).to(dtype)
-    with pytest.raises(ValueError, match=str(dtype).replace("torch.", "")):
-        block_neuron(x, "paper_lif", {"beta": 0.9}, 1, backend="triton")
-    ref = block_neuron(x, "paper_lif", {"beta": 0.9}, 1, backend="reference")
-    assert torch.equal(block_neuron(x, "paper_lif", {"beta": 0.9}, 1).membrane, ref.membrane)
-
-
-@pytest.mark.skipif("numba" not in plugins.providers(), reason="the numba provider is not installed (extra [numba])")
-def test_numba_refuses_a_state_that_changes_dtype():
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_kernels_refuse_a_state_that_changes_dtype(backend):
     """Half-precision state with a per-neuron float32 parameter turns float32 after one step (PyTorch promotes
-    it); a kernel keeps each state variable in one dtype, so numba refuses, saying why, and "auto" runs the
-    torch provider, equal to the reference."""
+    it); a kernel keeps each state variable in one dtype, so the generated kernels refuse, saying why, and
+    "auto" runs the torch provider, equal to the reference."""
     x = (torch.randn(9, 2, 3) + 0.5).to(torch.bfloat16)
     params = {"beta": torch.full((3,), 0.9)}
     with pytest.raises(ValueError, match="turns from bfloat16 into float32"):
-        block_neuron(x, "paper_lif", params, 1, backend="numba")
+        block_neuron(x, "paper_lif", params, 1, backend=backend)
     ref = block_neuron(x, "paper_lif", params, 1, backend="reference")
     got = block_neuron(x, "paper_lif", params, 1)
     assert torch.equal(got.spikes, ref.spikes) and torch.equal(got.membrane, ref.membrane)
@@ -366,6 +365,33 @@ ON_DEVICE = [
 @given(data=st.data())
 def test_provider_on_device_equals_reference(config, backend, data):
     _check(config, backend, data, device=str(CHECK_DEVICE))
+
+
+# half precision on the device: the generated Triton kernels round by PyTorch's CPU rules (what the interpreter
+# checks above); this is where a GPU shows whether PyTorch's CUDA kernels round the same way, operands of mixed
+# dtypes (autocast's float32 parameters) included
+ON_DEVICE_HALF = [
+    pytest.param(config, dtype, situation, backend, id=f"{config_id}-{str(dtype).replace('torch.', '')}-{situation}-{backend}")
+    for config, config_id in zip(CONFIGS, CONFIG_IDS)
+    for backend in ("torch", "triton")
+    if (CHECK_DEVICE.type != "cuda" or torch.cuda.is_available()) and backend in plugins.providers()
+    and plugins.providers()[backend].supports(make_profile(config[0], **config[1]), CHECK_DEVICE, "exact") is None
+    for dtype in HALF
+    for situation in ("half-params", "float32-params")
+]  # fmt: skip
+
+
+@pytest.mark.skipif(not ON_DEVICE_HALF, reason=f"needs a {CHECK_DEVICE.type} device with a provider for it (without a "
+                    "GPU the same kernels are checked on CPU by test_half_precision_equals_reference)")
+@pytest.mark.parametrize(("config", "dtype", "situation", "backend"), ON_DEVICE_HALF or [(None,) * 4])
+@settings(max_examples=max(1, int(os.environ.get("SNN_BLOCKBACKEND_CHECK_EXAMPLES", "50")) // 5), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_half_precision_on_device_equals_reference(config, dtype, situation, backend, data):
+    if situation == "half-params":
+        _check(config, backend, data, device=str(CHECK_DEVICE), dtypes=(dtype,), max_refractory=20)
+    else:
+        _check_mixed(config, dtype, situation, backend, data, device=str(CHECK_DEVICE))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)

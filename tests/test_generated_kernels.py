@@ -151,7 +151,7 @@ def test_generated_source_is_readable_and_names_its_profile():
     profile = PROFILES["norse_lsnn"]()
     step32, step64 = kernels.step_of(profile, torch.float32), kernels.step_of(profile, torch.float64)
     numba_text = emit_numba.source(step32, "fast_sigmoid")
-    triton_text = emit_triton.source(step64, torch.float64, "fast_sigmoid")
+    triton_text = emit_triton.source(step64, "fast_sigmoid")
     assert "def forward_chunk(" in numba_text and "def backward_chunk(" in numba_text
     assert "def forward(" in triton_text and "def backward(" in triton_text
     for text in (numba_text, triton_text):
@@ -170,18 +170,18 @@ from snn_blockbackend.kernels import cache, emit_triton
 from snn_blockbackend.profiles import PROFILES
 
 TRACED = %r
+DTYPES = ((torch.float32, 90), (torch.float64, 80), (torch.bfloat16, 90), (torch.float16, 80))
 checked = 0
 for name, options in TRACED:
     profile = PROFILES[name](**options)
-    for dtype in (torch.float32, torch.float64):
+    for dtype, arch in DTYPES:
         step = kernels.step_of(profile, dtype)
         module = cache.load(kernels.module_name("triton", step, profile.surrogate.kind),
-                            lambda: emit_triton.source(step, dtype, profile.surrogate.kind))
+                            lambda: emit_triton.source(step, profile.surrogate.kind))
         for function in ("forward", "backward"):
             fn = getattr(module, function)
-            signature = emit_triton.signature(step, dtype, function)
+            signature = emit_triton.signature(step, function)
             source = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index("BLOCK"),): 128})
-            arch = 90 if dtype == torch.float32 else 80
             ptx = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                                  options={"enable_fp_fusion": False, "num_warps": 4}).asm["ptx"]
             if function.startswith("forward"):
@@ -193,12 +193,12 @@ print("compiled", checked)
 
 @pytest.mark.skipif("triton" not in plugins.providers(), reason="the Triton provider is not registered")
 def test_generated_triton_kernels_compile_for_a_gpu_without_inexact_instructions():
-    """Every generated Triton kernel (each profile configuration, float32 for sm_90 and float64 for sm_80, the
-    two functions) compiles to PTX without a GPU, and no forward contains an ``fma`` or an approximate division
+    """Every generated Triton kernel (each profile configuration; float32 and bfloat16 for sm_90, float64 and
+    float16 for sm_80; the two functions) compiles to PTX without a GPU, and no forward contains an ``fma`` or an approximate division
     (``emit_triton.inexact_instructions``; Triton's float32 ``/`` is ``div.full.f32``): the reference's rounding."""
     pytest.importorskip("triton.backends.nvidia", reason="triton without its CUDA backend cannot compile for a GPU")
     done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT % (TRACED,)], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0 and f"compiled {len(TRACED) * 2 * 2}" in done.stdout, (done.stdout + done.stderr)[-3000:]
+    assert done.returncode == 0 and f"compiled {len(TRACED) * 4 * 2}" in done.stdout, (done.stdout + done.stderr)[-3000:]
 
 
 @pytest.mark.parametrize("backend", [b for b in ("numba", "triton") if b in plugins.providers()])

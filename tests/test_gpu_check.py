@@ -12,15 +12,18 @@ from snn_blockbackend import gpu_check
 
 def test_gpu_check_dry_run(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "snn_blockbackend.gpu_check", "--dry", "--examples", "1", "--out", str(tmp_path)],
+        [sys.executable, "-m", "snn_blockbackend.gpu_check", "--dry", "--examples", "1", "--select", "paper_lif",
+         "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=gpu_check.REPO,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["device"] == "cpu" and report["dry"]
-    # the property selection ran real examples on the check device (torch and triton providers), none failed
+    # the property selection (one profile) ran real examples on the check device (torch and triton providers,
+    # float32/float64 and half precision), none failed
     assert report["exactness"]["returncode"] == 0
     assert "passed" in report["exactness"]["summary"] and "failed" not in report["exactness"]["summary"]
+    assert int(report["exactness"]["summary"].split()[0]) == 11  # 3 float32/float64 cases, 8 half-precision ones
     # the natives-vs-ours bench per shape, then the generated kernels alone (hand-written ones disabled)
     bench, generated = report["bench"]
     assert "generated_kernels" not in bench and generated["generated_kernels"]

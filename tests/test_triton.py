@@ -115,10 +115,16 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
         block_neuron(torch.rand(4, 3), make_profile("snntorch_leaky"), {"beta": 0.9}, 1, backend="triton")
 
 
-def test_half_precision_is_refused_with_the_way_out():
-    x = torch.rand(4, 3, device=DEVICE).half()
-    with pytest.raises(ValueError, match="float16.*backend='auto' runs it on another provider"):
-        block_neuron(x, make_profile("snntorch_leaky"), {"beta": 0.9}, 1, backend="triton")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_of_a_hand_written_profile_runs_on_the_generated_kernels(dtype):
+    """The hand-written families compute in float32/float64; half precision of their profiles (snnTorch Leaky)
+    goes to the generated kernels, which round after every operation as the reference does."""
+    x = (torch.randn(11, 3, 4, device=DEVICE) * 0.7 + 0.5).to(dtype)
+    profile = make_profile("snntorch_leaky")
+    ref = block_neuron(x, profile, {"beta": 0.9}, 2, backend="reference")
+    got = block_neuron(x, profile, {"beta": 0.9}, 2, backend="triton")
+    assert got.spikes.dtype == dtype and bool(ref.spikes.any())
+    assert torch.equal(got.spikes, ref.spikes) and torch.equal(got.membrane, ref.membrane)
 
 
 COMPILE_SCRIPT = r"""

@@ -119,7 +119,7 @@ def print_kernel(name: str) -> None:
     step = kernels.step_of(profile, torch.float32)
     sys.stdout.write(step.listing() + "\n\n")
     sys.stdout.write(emit_numba.source(step, profile.surrogate.kind) + "\n")
-    sys.stdout.write(emit_triton.source(step, torch.float32, profile.surrogate.kind) + "\n")
+    sys.stdout.write(emit_triton.source(step, profile.surrogate.kind) + "\n")
 
 
 def cmd_info(args) -> int:

@@ -336,8 +336,8 @@ def block_neuron(
     it to float32). A Python-float parameter is a 0-dim tensor of the input's dtype, float32 for half-precision
     input (``python_float_dtype``). A state may also be given in a shape that broadcasts to the neuron shape
     (Norse's 0-dim initial ``v``); with mixed dtypes it keeps that shape, which PyTorch's promotion depends on.
-    The numba kernels compute such requests as PyTorch computes them (each operation in its result dtype, half
-    precision in float32 rounded after every operation); the Triton kernels take one dtype, float32 or float64.
+    The generated kernels (numba, Triton) compute such requests as PyTorch's CPU kernels compute them (each
+    operation in its result dtype, half precision in float32 rounded after every operation).
     Value checks (``check_finite``, parameter ranges) run eagerly
     only: under ``torch.compile``/``torch.export`` tracing and on the meta device they are skipped.
     """

@@ -1,8 +1,10 @@
 """``make gpu-check``: what a session that is lent a GPU runs first, as one script with a time budget.
 
 1. The machine: torch, triton, the GPU.
-2. The exactness properties on the GPU (``tests/test_engine_exactness.py::test_provider_on_device_equals_reference``:
-   every profile on every provider that runs there, against the sequential reference on the same device).
+2. The exactness properties on the GPU (``tests/test_engine_exactness.py::test_provider_on_device_equals_reference``
+   and ``test_half_precision_on_device_equals_reference``: every profile on every provider that runs there, in
+   float32/float64 and in half precision with half or float32 parameters, against the sequential reference on the
+   same device).
 3. ``snn-blockbackend bench --device cuda`` (native neurons and ours on the GPU) at [T=1000, B=32, N=512] and
    at the Blocks paper's shape [T=2048, B=64, N=128].
 
@@ -29,7 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 WHEELS, SITE = REPO / ".gpu-wheels", REPO / ".gpu-site"
 GPU_SHAPES = ((1000, 32, 512), (2048, 64, 128))
 DRY_SHAPES = ((12, 2, 8),)
-PROPERTY_TEST = "tests/test_engine_exactness.py::test_provider_on_device_equals_reference"
+PROPERTY_TESTS = ("tests/test_engine_exactness.py::test_provider_on_device_equals_reference",
+                  "tests/test_engine_exactness.py::test_half_precision_on_device_equals_reference")
 
 
 def _machine() -> dict:
@@ -80,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dry", action="store_true", help="the same steps on CPU at tiny sizes (for the tests)")
     parser.add_argument("--out", default=None, help="results folder (default bench/cuda, or bench/gpu-check-dry)")
     parser.add_argument("--examples", type=int, default=None, help="hypothesis examples per property (default 50)")
+    parser.add_argument("--select", default=None, metavar="EXPR",
+                        help="only the property cases pytest's -k EXPR selects (the tests' dry run: one profile)")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole check (default 480)")
     args = parser.parse_args(argv)
 
@@ -97,7 +102,7 @@ def main(argv=None) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "SNN_BLOCKBACKEND_CHECK_DEVICE": device,
            "SNN_BLOCKBACKEND_CHECK_EXAMPLES": str(args.examples or (2 if args.dry else 50))}  # fmt: skip
     pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
-              "-o", "addopts=", PROPERTY_TEST]  # fmt: skip
+              "-o", "addopts=", *PROPERTY_TESTS, *(["-k", args.select] if args.select else [])]  # fmt: skip
     budget = max(deadline - time.perf_counter(), 1) * 0.4
     report["exactness"] = _run(pytest, env, out / "exactness.log", budget)
     report["exactness"]["summary"] = _summary_line((out / "exactness.log").read_text())

@@ -10,18 +10,33 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 from .codegen import Dialect, adjoint_statements, forward_statements, surrogate_derivative, surrogate_dtype
-from .trace import Step, TraceError
+from .trace import HALF, Step, compute_dtype
 
-_DTYPES = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.float16: "tl.float16",
-           torch.bfloat16: "tl.bfloat16"}  # fmt: skip
-_PTX_TYPES = {torch.float32: "fp32", torch.float64: "fp64"}
+# per dtype: the PTX type of its arrays (half precision as int16 bit patterns, as the provider passes them) and
+# what a masked lane of a parameter reads (1.0: no division by zero in lanes that are never stored)
+_PTX_TYPES = {"float16": "i16", "bfloat16": "i16", "float32": "fp32", "float64": "fp64"}
+_ONE = {"float16": "0x3C00", "bfloat16": "0x3F80", "float32": "1.0", "float64": "1.0"}
+_SHORT = {"float16": "f16", "bfloat16": "bf16"}
 
 
-def _no_half(value, dtype):
-    raise TraceError("the Triton kernels compute in float32 or float64 (no half-precision rounding)")
+def load(dtype: str, expression: str) -> str:
+    """An array element of ``dtype`` as a value of its compute dtype."""
+    return f"{_SHORT[dtype]}_to_f32({expression})" if dtype in HALF else expression
+
+
+def store(dtype: str, expression: str) -> str:
+    """A value of ``dtype`` (in its compute dtype) as an array element."""
+    return f"f32_to_{_SHORT[dtype]}({expression})" if dtype in HALF else expression
+
+
+def from_wide(dtype: str, expression: str) -> str:
+    """A float64 value (a gradient) rounded to ``dtype`` (through float32, as PyTorch converts), in its compute
+    dtype."""
+    if dtype == "float64":
+        return expression
+    value = f"({expression}).to(tl.float32)"
+    return f"round_{_SHORT[dtype]}({value})" if dtype in HALF else value
 
 
 DIALECT = Dialect(
@@ -29,7 +44,7 @@ DIALECT = Dialect(
     convert=lambda value, compute: f"{value}.to(tl.{compute})",
     # typed constants: a bare Python float would be a float32 literal in Triton
     literal=lambda value, compute: f"tl.full([BLOCK], {float(value)!r}, tl.{compute})",
-    round_half=_no_half,
+    round_half=lambda value, dtype: f"round_{_SHORT[dtype]}({value})",
     abs="tl.abs",
     exp_storage="tl.exp",
     # IEEE division in float32 (``/`` compiles to the approximate ``div.full.f32``); float64's ``/`` is ``div.rn.f64``
@@ -65,10 +80,18 @@ def backward_args(step: Step) -> list[str]:
             *(f"g0_{s}_ptr" for s in step.state), *(f"gp_{p}_ptr" for p in step.params), "T", "N", "BLOCK"]  # fmt: skip
 
 
-def signature(step: Step, dtype: torch.dtype, function: str) -> dict[str, str]:
+def array_dtypes(step: Step) -> dict[str, str]:
+    """The dtype of each array argument's values, by argument prefix (x, S, M, s_<state>, p_<param>)."""
+    return {"x": step.dtype_of("x"), "S": step.dtype_of("spikes"), "M": step.dtype_of("membranes"),
+            **{f"s_{s}": step.dtype_of(f"state:{s}") for s in step.state},
+            **{f"p_{p}": step.dtype_of(f"param:{p}") for p in step.params}}  # fmt: skip
+
+
+def signature(step: Step, function: str) -> dict[str, str]:
     """Argument types of a generated function for ``triton.compile`` (the PTX checks)."""
     names = forward_args(step) if function.startswith("forward") else backward_args(step)
-    storage = _PTX_TYPES[dtype]
+    dt = array_dtypes(step)
+    prefixes = {"x_": "x", "gx_": "x", "S_": "S", "gS_": "S", "M_": "M", "gM_": "M"}
 
     def kind(name):
         if name == "BLOCK":
@@ -79,52 +102,56 @@ def signature(step: Step, dtype: torch.dtype, function: str) -> dict[str, str]:
             return "*u8"
         if name in ("countdown0_ptr", "countdown_out_ptr"):
             return "*i64"
-        if name == "sgc_ptr" or name.startswith(("gf_", "g0_", "gp_")):
-            return "*fp64" if not name.startswith("gf_") else "*" + storage
-        return "*" + storage
+        if name == "sgc_ptr" or name.startswith(("g0_", "gp_")):
+            return "*fp64"
+        head, _, rest = name.removesuffix("_ptr").partition("_")
+        key = prefixes.get(head + "_") or (f"p_{rest}" if head == "p" else f"s_{rest}")
+        return "*" + _PTX_TYPES[dt[key]]
 
     return {name: kind(name) for name in names}
 
 
-def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
-    """The module text for a step of one dtype, ``dtype`` (float32 or float64; ``float64`` nodes of a float32
-    step, SpikingJelly 0.0.0.0.14's ``1 - 1/tau``, compute in float64)."""
+def source(step: Step, surrogate_kind: str) -> str:
+    """The module text for a step: every array in the dtype of what it holds (``Step.dtype_of``; half precision
+    as int16 bit patterns, computed in float32 and rounded after every operation; ``float64`` nodes of a float32
+    step, SpikingJelly 0.0.0.0.14's ``1 - 1/tau``, in float64)."""
     d = DIALECT
-    storage = _DTYPES[dtype]
     states, params, saved = step.state, step.params, step.saved
+    dt = array_dtypes(step)
 
     def leaf(node):
         return {"x": "xr", "live": "live", "state": f"st_{node.name}", "param": f"p_{node.name}"}[node.kind]
 
+    def loaded(key, pointer, other="0"):
+        return load(dt[key], f"tl.load({pointer}, mask=mask, other={other})")
+
     body = forward_statements(step, d, leaf)
-    zero = d.literal(0.0, str(dtype).replace("torch.", ""))
-    # lanes past N read 1.0 (no division by zero in lanes that are never stored)
-    load_params = [f"    p_{p} = tl.load(p_{p}_ptr + offs, mask=mask, other=1.0)" for p in params]
+    zero = d.literal(0.0, compute_dtype(step.nodes[step.spike].dtype))
     head = [
         "    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
         "    mask = offs < N",
         "    N64 = tl.cast(N, tl.int64)  # row offsets in 64 bits (T*N may exceed 2^31)",
-        *load_params,
+        *(f"    p_{p} = {loaded(f'p_{p}', f'p_{p}_ptr + offs', _ONE[dt[f'p_{p}']])}" for p in params),
     ]
 
     def forward() -> list[str]:
         return [
             f"def forward({', '.join(forward_args(step)[:-1])}, BLOCK: tl.constexpr):",
             *head,
-            *(f"    st_{s} = tl.load(s0_{s}_ptr + offs, mask=mask, other=0.0)" for s in states),
+            *(f"    st_{s} = {loaded(f's_{s}', f's0_{s}_ptr + offs')}" for s in states),
             "    cd = tl.load(countdown0_ptr + offs, mask=mask, other=0).to(tl.int32)",
             "    for t in range(T):",
             "        row = t * N64 + offs",
-            "        xr = tl.load(x_ptr + row, mask=mask, other=0.0)",
+            f"        xr = {loaded('x', 'x_ptr + row')}",
             "        live = cd <= 0",
             *_indent(body, 2),
             f"        cd = tl.where(n{step.spike} != {zero}, R, tl.maximum(cd - 1, 0))",
             *(f"        st_{s} = n{step.new_state[s]}" for s in states),
-            f"        tl.store(S_ptr + row, n{step.emitted}, mask=mask)",
-            f"        tl.store(M_ptr + row, n{step.membrane}, mask=mask)",
-            *(f"        tl.store(sv_{s}_ptr + row, n{step.new_state[s]}, mask=mask)" for s in saved),
+            f"        tl.store(S_ptr + row, {store(dt['S'], f'n{step.emitted}')}, mask=mask)",
+            f"        tl.store(M_ptr + row, {store(dt['M'], f'n{step.membrane}')}, mask=mask)",
+            *(f"        tl.store(sv_{s}_ptr + row, {store(dt[f's_{s}'], f'n{step.new_state[s]}')}, mask=mask)" for s in saved),
             "        tl.store(F_ptr + row, live.to(tl.uint8), mask=mask)",
-            *(f"    tl.store(f_{s}_ptr + offs, st_{s}, mask=mask)" for s in states),
+            *(f"    tl.store(f_{s}_ptr + offs, {store(dt[f's_{s}'], f'st_{s}')}, mask=mask)" for s in states),
             "    tl.store(countdown_out_ptr + offs, cd.to(tl.int64), mask=mask)",
         ]
 
@@ -140,28 +167,29 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
     def backward() -> list[str]:
         prev = []
         for s in states:
-            stored = f"sv_{s}_ptr" if s in saved else "M_ptr"
-            prev += [f"        st_{s} = tl.load({stored} + prev_row, mask=mask, other=0.0)",
+            stored = f"sv_{s}_ptr" if s in saved else "M_ptr"  # M holds the state's values in its dtype
+            prev += [f"        st_{s} = {loaded(f's_{s}', f'{stored} + prev_row')}",
                      f"        st_{s} = tl.where(t > 0, st_{s}, s0_{s})"]  # fmt: skip
+        gx = store(dt["x"], from_wide(dt["x"], by_leaf.get(("x", ""), zero64)))
         return [
             f"def backward({', '.join(backward_args(step)[:-1])}, BLOCK: tl.constexpr):",
             *head,
             *(f"    c{k} = tl.load(sgc_ptr + {k})" for k in range(5)),
-            *(f"    s0_{s} = tl.load(s0_{s}_ptr + offs, mask=mask, other=0.0)" for s in states),
-            *(f"    a_{s} = tl.load(gf_{s}_ptr + offs, mask=mask, other=0.0).to(tl.float64)" for s in states),
+            *(f"    s0_{s} = {loaded(f's_{s}', f's0_{s}_ptr + offs')}" for s in states),
+            *(f"    a_{s} = {loaded(f's_{s}', f'gf_{s}_ptr + offs')}.to(tl.float64)" for s in states),
             *(f"    acc_{p} = {zero64}" for p in params),
             "    for k in range(T):",
             "        t = T - 1 - k",
             "        row = t * N64 + offs",
-            "        xr = tl.load(x_ptr + row, mask=mask, other=0.0)",
-            "        gSr = tl.load(gS_ptr + t * gS_stride + offs, mask=mask, other=0.0)",
-            "        gMr = tl.load(gM_ptr + t * gM_stride + offs, mask=mask, other=0.0)",
+            f"        xr = {loaded('x', 'x_ptr + row')}",
+            f"        gSr = {loaded('S', 'gS_ptr + t * gS_stride + offs')}",
+            f"        gMr = {loaded('M', 'gM_ptr + t * gM_stride + offs')}",
             "        live = tl.load(F_ptr + row, mask=mask, other=0) != 0",
             "        prev_row = tl.maximum(t - 1, 0) * N64 + offs  # step 0 reads row 0, replaced by s0 below",
             *prev,
             *_indent(body, 2),
             *_indent(adjoint, 2),
-            f"        tl.store(gx_ptr + row, ({by_leaf.get(('x', ''), zero64)}).to({storage}), mask=mask)",
+            f"        tl.store(gx_ptr + row, {gx}, mask=mask)",
             *(f"        a_{s} = {by_leaf.get(('state', s), zero64)}" for s in states),
             *(f"        acc_{p} += {by_leaf[('param', p)]}" for p in params if ("param", p) in by_leaf),
             *(f"    tl.store(g0_{s}_ptr + offs, a_{s}, mask=mask)" for s in states),
@@ -169,10 +197,13 @@ def source(step: Step, dtype: torch.dtype, surrogate_kind: str) -> str:
         ]
 
     header = [
-        f'"""Generated by snn_blockbackend.kernels.emit_triton for {step.profile}, {dtype}, surrogate '
-        f'{surrogate_kind}. Do not edit: regenerated from the profile."""',
+        f'"""Generated by snn_blockbackend.kernels.emit_triton for {step.profile}, surrogate {surrogate_kind}. '
+        'Do not edit: regenerated from the profile."""',
         "import triton",
         "import triton.language as tl",
+        "",
+        "from snn_blockbackend.kernels.triton_math import bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16",
+        "from snn_blockbackend.kernels.triton_math import round_bf16, round_f16",
         "",
         *("# " + line for line in step.listing().splitlines()),
         "",

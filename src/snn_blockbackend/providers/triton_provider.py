@@ -1,5 +1,7 @@
-"""The Triton provider: the LIF fast path (the paper's LIF, snnTorch ``Leaky`` with its delayed reset) and the
-paper's adaptive LIF (``BlockALIF``) as Triton kernels (``triton_lif``) for CUDA tensors.
+"""The Triton provider, for CUDA tensors: kernels generated from every profile (``kernels.emit_triton``), in
+float32, float64, float16, bfloat16 and mixed dtypes; and the hand-written families (``triton_lif``: the LIF fast
+path for the paper's LIF and snnTorch ``Leaky``, the paper's adaptive LIF), which it prefers for those profiles in
+float32/float64 until a GPU has measured the two against each other (``make gpu-check``).
 
 Registered only when triton imports. ``backend="auto"`` does not pick it (its priority is below the torch
 provider's) until it has been measured on a GPU; select it with ``backend="triton"``. Under
@@ -35,18 +37,24 @@ def _block_width(device: torch.device) -> int:
     return 1024 if device.type == "cpu" else 128
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """A tensor as a kernel reads or fills it: half precision as its int16 bit patterns (``triton_math``)."""
+    return t.view(torch.int16) if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _flat(t: torch.Tensor, shape, N: int) -> torch.Tensor:
-    return t.detach().expand(shape).contiguous().reshape(N)
+    return _bits(t.detach().expand(shape).contiguous().reshape(N))
 
 
 def _row_or_rows(grad: torch.Tensor | None, T: int, N: int, like: torch.Tensor) -> tuple[torch.Tensor, int]:
     """An output's incoming gradient and its row stride: one row (stride 0) where it is the same at every step
-    (None: zeros; the expanded scalar of a ``.sum()``), else [T, N] rows (stride N)."""
+    (None: zeros in ``like``'s dtype, the output's; the expanded scalar of a ``.sum()``), else [T, N] rows
+    (stride N)."""
     if grad is None:
-        return torch.zeros(N, dtype=like.dtype, device=like.device), 0
+        return _bits(torch.zeros(N, dtype=like.dtype, device=like.device)), 0
     if all(stride == 0 for stride in grad.stride()):
-        return grad.reshape(-1)[:1].expand(N).contiguous(), 0
-    return grad.detach().contiguous().reshape(T, N), N
+        return _bits(grad.reshape(-1)[:1].expand(N).contiguous()), 0
+    return _bits(grad.detach().contiguous().reshape(T, N)), N
 
 
 Tensor = torch.Tensor
@@ -257,9 +265,9 @@ def _triton_alif_grad(ctx, g_spikes, g_membrane, g_final_v, g_final_a, *_unused)
 # ---------------------------------------------------------------------------------------------
 # kernels generated from the profile (kernels.emit_triton)
 # ---------------------------------------------------------------------------------------------
-def _generated_module(step, dtype: torch.dtype, sg_kind: str):
+def _generated_module(step, sg_kind: str):
     name = kernels.module_name("triton", step, sg_kind)
-    return kernel_cache.load(name, lambda: emit_triton.source(step, dtype, sg_kind))
+    return kernel_cache.load(name, lambda: emit_triton.source(step, sg_kind))
 
 
 @ops.custom_op("triton_generated_forward")
@@ -267,22 +275,24 @@ def triton_generated_forward(
     x: Tensor, state0: list[Tensor], params: list[Tensor], countdown0: Tensor, refractory_steps: int, kernel: str,
     sg_kind: str, sg_args: list[float],
 ) -> list[Tensor]:
-    """The traced step ``kernel`` over [T, ...] input (outputs: see ``providers.generated``)."""
+    """The traced step ``kernel`` over [T, ...] input (outputs: see ``providers.generated``; each in the dtype of
+    what it holds, ``Step.torch_dtype``)."""
     step = kernels.registered(kernel)
     shape, T = x.shape[1:], x.shape[0]
     N = shape.numel()
     xs = x.detach().contiguous().reshape(T, N)
-    S, M = torch.empty_like(xs), torch.empty_like(xs)
+    rows = lambda what: xs.new_empty((T, N), dtype=step.torch_dtype(what))  # noqa: E731
+    S, M = rows("spikes"), rows("membranes")
     F = xs.new_empty((T, N), dtype=torch.uint8)
     countdown_out = torch.empty(N, dtype=torch.int64, device=x.device)
-    finals = [xs.new_empty(N) for _ in step.state]
-    saved = [torch.empty_like(xs) for _ in step.saved]
-    module = _generated_module(step, x.dtype, sg_kind)
+    finals = [xs.new_empty(N, dtype=step.torch_dtype(f"state:{s}")) for s in step.state]
+    saved = [rows(f"state:{s}") for s in step.saved]
+    module = _generated_module(step, sg_kind)
     width = _block_width(x.device)
     module.forward[(triton.cdiv(max(N, 1), width),)](
-        xs, countdown0.expand(shape).contiguous().reshape(N), *(_flat(s, shape, N) for s in state0),
-        *(_flat(p, shape, N) for p in params), S, M, F, countdown_out, *finals, *saved,
-        T, N, refractory_steps, BLOCK=width, num_warps=4, enable_fp_fusion=False,
+        _bits(xs), countdown0.expand(shape).contiguous().reshape(N), *(_flat(s, shape, N) for s in state0),
+        *(_flat(p, shape, N) for p in params), _bits(S), _bits(M), F, countdown_out, *map(_bits, finals),
+        *map(_bits, saved), T, N, refractory_steps, BLOCK=width, num_warps=4, enable_fp_fusion=False,
     )  # fmt: skip
     return [S, M, F, countdown_out, *finals, *saved]
 
@@ -297,18 +307,18 @@ def triton_generated_backward(
     step = kernels.registered(kernel)
     (T, N), device = M.shape, M.device
     shape = state0[0].shape
-    gs, gs_stride = _row_or_rows(g_spikes, T, N, M)
+    gs, gs_stride = _row_or_rows(g_spikes, T, N, M.new_empty(0, dtype=step.torch_dtype("spikes")))
     gm, gm_stride = _row_or_rows(g_membrane, T, N, M)
-    gx = torch.empty_like(M)
+    gx = torch.empty((T, N), dtype=x.dtype, device=device)
     g_state = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.state]
     g_params = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.params]
     constants = _constants(sg_kind, sg_args, device)
-    module = _generated_module(step, M.dtype, sg_kind)
+    module = _generated_module(step, sg_kind)
     width = _block_width(device)
     module.backward[(triton.cdiv(max(N, 1), width),)](
-        gs, gs_stride, gm, gm_stride, x.detach().contiguous().reshape(T, N), F, constants, M,
-        *(_flat(s, shape, N) for s in state0), *saved, *(_flat(p, shape, N) for p in params),
-        *(_final_grad(g, N, M) for g in g_finals), gx, *g_state, *g_params,
+        gs, gs_stride, gm, gm_stride, _bits(x.detach().contiguous().reshape(T, N)), F, constants, _bits(M),
+        *(_flat(s, shape, N) for s in state0), *map(_bits, saved), *(_flat(p, shape, N) for p in params),
+        *(_bits(g.reshape(N).contiguous()) for g in g_finals), _bits(gx), *g_state, *g_params,
         T, N, BLOCK=width, num_warps=4, enable_fp_fusion=False,
     )  # fmt: skip
     return [gx, *g_state, *g_params]
@@ -351,18 +361,22 @@ class TritonProvider:
         return profile.fast_lif_capable or describes_itself(profile, "alif_spec")
 
     def supports_operands(self, profile, operands):
-        """The Triton kernels compute in one dtype, float32 or float64 (half precision and mixed dtypes, whose
-        rounding the numba kernels reproduce, have not been generated for Triton)."""
+        """Every dtype and mix the generated kernels trace (half precision computed in float32 and rounded after
+        every operation, by PyTorch's CPU rules: on a GPU, ``make gpu-check`` compares them with PyTorch's CUDA
+        kernels); the hand-written families take float32/float64 of one dtype (``run`` routes the rest)."""
         if isinstance(operands, str):
             return operands
-        if operands.uniform not in ("float32", "float64"):
-            return (f"the Triton kernels compute in one dtype, float32 or float64, not {operands.describe()}; "
-                    "backend='auto' runs it on another provider (the torch provider on CUDA)")
-        return None
+        return kernels.traceable(profile, operands)
+
+    def _hand_written_for(self, profile, p, x, state) -> bool:
+        if generated.generated_only() or not self.hand_written(profile):
+            return False
+        s, _ = initial_state(profile, p, x, state)
+        return kernels.Operands.of(x, s, p).uniform in ("float32", "float64")
 
     def run(self, profile, params, x, refractory_steps, state=None, grad="exact"):
         p = profile.prepare(params)
-        if generated.generated_only() or not self.hand_written(profile):
+        if not self._hand_written_for(profile, p, x, state):
             forward = torch.ops.snn_blockbackend.triton_generated_forward
             return generated.run(forward, profile, p, x, refractory_steps, state)
         if describes_itself(profile, "alif_spec"):

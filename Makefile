@@ -1,7 +1,8 @@
 # snn-blockbackend developer tasks (GNU make).
 #
 #   make venv       create/update .venv: CPU torch first, then the package with all extras
-#   make test       the fast test suite (pytest, excludes tests marked slow)
+#   make test       the fast test suite (pytest, excludes tests marked slow): on TEST_WORKERS processes
+#                   (pytest-xdist; default: one per core), then the timing-sensitive ones (marked serial) alone
 #   make test-slow  only the slow tests
 #   make bench      the benchmark vs the native framework neurons (writes bench/)
 #   make gpu-check  on a GPU machine: exactness properties on CUDA + the CUDA bench (writes bench/cuda/)
@@ -22,6 +23,7 @@ VENV ?= .venv
 EXTRAS ?= snntorch,spikingjelly,norse,sparseprop,bench,dev
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+TEST_WORKERS ?= auto
 # importlib mode: test files in different folders may share a basename (tests/test_bad_input.py and
 # tests/sparseprop/test_bad_input.py) without __init__.py files
 PYTEST := -m pytest -q --import-mode=importlib
@@ -48,7 +50,8 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	touch $(STAMP)
 
 test: venv
-	$(PY) $(PYTEST) $(PYTEST_ARGS)
+	$(PY) $(PYTEST) -n $(TEST_WORKERS) -m 'not slow and not serial' $(PYTEST_ARGS)
+	$(PY) $(PYTEST) -m 'serial and not slow' $(PYTEST_ARGS)
 
 test-slow: venv
 	$(PY) $(PYTEST) -m slow $(PYTEST_ARGS)

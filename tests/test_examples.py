@@ -66,6 +66,7 @@ def test_classify_digits_quick(tmp_path):
         assert all(s["test_accuracy"] > 0.15 for s in sweep), sweep
 
 
+@pytest.mark.serial  # asserts a same-run speed ratio: alone on the machine
 def test_fit_alif_neurons_quick(tmp_path):
     results = run_quick("fit_alif_neurons", tmp_path)
     assert results["loss_last"] < results["loss_first"]

@@ -54,6 +54,7 @@ SIDE_EFFECTS = textwrap.dedent(
 )
 
 
+@pytest.mark.serial  # a same-process timing ratio: alone on the machine
 @pytest.mark.parametrize("threads", [1, 2])
 def test_kernels_keep_torch_threads_and_speed(threads):
     env = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}

@@ -176,8 +176,9 @@ for name, options in TRACED:
     profile = PROFILES[name](**options)
     for dtype, arch in DTYPES:
         step = kernels.step_of(profile, dtype)
-        module = cache.load(kernels.module_name("triton", step, profile.surrogate.kind),
-                            lambda: emit_triton.source(step, profile.surrogate.kind))
+        # the sources a GPU runs: operands read as PyTorch's CUDA kernels read them
+        module = cache.load(kernels.module_name("triton", step, profile.surrogate.kind, "cuda"),
+                            lambda: emit_triton.source(step, profile.surrogate.kind, "cuda"))
         for function in ("forward", "backward"):
             fn = getattr(module, function)
             signature = emit_triton.signature(step, function)

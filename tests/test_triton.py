@@ -127,6 +127,28 @@ def test_half_precision_of_a_hand_written_profile_runs_on_the_generated_kernels(
     assert torch.equal(got.spikes, ref.spikes) and torch.equal(got.membrane, ref.membrane)
 
 
+@pytest.mark.skipif(DEVICE.type == "cuda", reason="on a GPU the CUDA reads are checked against the reference there")
+def test_cuda_operand_reads_round_a_float32_parameter_as_it_loads(monkeypatch):
+    """On a GPU the Triton kernels reproduce PyTorch's CUDA kernels, which convert a 0-dim float32 parameter (a
+    CUDA tensor) to the bfloat16 result dtype as they load it, in every operation (the CPU kernels read it at
+    float32 precision as the second operand of a product or quotient: SpikingJelly's ``/ tau``). Each parameter
+    of SpikingJelly's LIF meets only bfloat16 operands, so the CUDA reads equal the reference with the parameters
+    cast to bfloat16: run on CPU tensors with the CUDA reads forced, the kernels give exactly that, and not the
+    CPU reference (tau = 1.7 is not a bfloat16 value, so the two differ)."""
+    from snn_blockbackend.providers import triton_provider
+
+    name, params = "spikingjelly_lif", {"tau": 1.7, "v_threshold": 0.9}
+    x = _input(T=40, shape=(3, 16), dtype=torch.float32).to(torch.bfloat16)
+    wide = {k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()}
+    cpu = block_neuron(x, name, wide, 2, backend="reference")
+    cast = block_neuron(x, name, {k: v.to(torch.bfloat16) for k, v in wide.items()}, 2, backend="reference")
+    monkeypatch.setattr(triton_provider, "_reads", lambda device: "cuda")
+    got = block_neuron(x, name, wide, 2, backend="triton")
+    assert got.membrane.dtype == torch.bfloat16 and bool(got.spikes.any())
+    assert torch.equal(got.spikes, cast.spikes) and torch.equal(got.membrane, cast.membrane)
+    assert not torch.equal(cpu.membrane, cast.membrane)  # the two devices' reads differ on this input
+
+
 COMPILE_SCRIPT = r"""
 import os, sys
 os.environ.pop("TRITON_INTERPRET", None)  # compile for real (no GPU is needed to compile)

@@ -54,8 +54,10 @@ def registered(key: str) -> Step:
         ) from None
 
 
-def module_name(target: str, step: Step, surrogate_kind: str) -> str:
-    return f"{target}_{step.key}_{surrogate_kind}"
+def module_name(target: str, step: Step, surrogate_kind: str, reads: str = "cpu") -> str:
+    """The cache name of a generated module (``reads``: whose kernels' operand reads it reproduces, see
+    ``codegen.Dialect.reads``)."""
+    return f"{target}_{step.key}_{surrogate_kind}" + ("" if reads == "cpu" else f"_{reads}")
 
 
 __all__ = ["Operands", "Step", "TraceError", "module_name", "registered", "step_of", "traceable"]

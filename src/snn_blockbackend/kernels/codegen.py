@@ -7,7 +7,7 @@ else -- the order of operations, the adjoint of each node, the surrogate formula
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -26,6 +26,9 @@ class Dialect:
     # (numerator, denominator, compute dtype) -> the correctly rounded quotient (Triton's ``/`` in float32 is an
     # approximate division on NVIDIA GPUs, ``div.full.f32``; PyTorch divides with IEEE rounding)
     divide: Callable[[str, str, str], str] = lambda a, b, compute: f"{a} / {b}"
+    # whose elementwise kernels the generated code reproduces: "cpu" (the numba kernels, Triton's interpreter) or
+    # "cuda" (Triton on a GPU); they read operands of a wider dtype differently in half precision (``_operand``)
+    reads: str = "cpu"
 
     def wide(self, expression: str) -> str:
         return self.convert(expression, "float64")
@@ -67,15 +70,28 @@ def _narrowed(d: Dialect, expression: str, source: str, target: str) -> str:
 
 
 def _operand(step: Step, d: Dialect, node: Node, position: int) -> str:
-    """Argument ``position`` of ``node`` as PyTorch's CPU kernel reads it, in the node's compute dtype: a
-    narrower operand converted exactly; a wider one (a 0-dim tensor or a Python number, which PyTorch's type
-    promotion ranks below the result's operand) rounded to the result dtype, except the second operand of a
-    half-precision product or quotient, which PyTorch reads at float32 precision (its reduced-float scalar
-    path)."""
+    """Argument ``position`` of ``node`` as PyTorch's kernel on ``d.reads`` reads it, in the node's compute
+    dtype: a narrower operand converted exactly; a wider one (a 0-dim tensor or a Python number, which
+    PyTorch's type promotion ranks below the result's operand) rounded to the result dtype, except where
+    PyTorch reads it at float32 precision in a half-precision operation:
+
+    - on CPU, the second operand of a product or quotient (its reduced-float scalar path);
+    - on CUDA, a Python number in any position of ``+ - * /`` (a CPU scalar, read in the operation's float32
+      "opmath"; only CPU operations first convert their inputs to the result dtype), while a 0-dim parameter
+      (a CUDA tensor) is converted to the result dtype as it is loaded. CUDA divides by a Python number as a
+      product with its float32 reciprocal; no profile does, and the generator refuses it unless the reciprocal
+      is exact (a power of two), where the two agree.
+    """
     arg = node.args[position]
     a = step.nodes[arg]
     target, compute = node.dtype, compute_dtype(node.dtype)
-    scalar_read = target in HALF and node.kind in ("mul", "div") and position == 1
+    if d.reads == "cuda":
+        scalar_read = target in HALF and a.kind == "const" and node.kind in BINARY
+        if a.kind == "const" and node.kind == "div" and position == 1 and math.frexp(a.value)[0] not in (0.5, -0.5):
+            raise TraceError(f"a division by the Python number {a.value!r}, which PyTorch computes on CUDA as a "
+                             "product with its reciprocal")
+    else:
+        scalar_read = target in HALF and node.kind in ("mul", "div") and position == 1
     if a.kind == "const":
         return d.literal(rounded(a.value, "float32" if scalar_read else target), compute)
     if a.dtype == target:
@@ -179,7 +195,7 @@ def adjoint_statements(step: Step, d: Dialect, seeds: dict[int, list[str]], surr
             if name == "C":
                 values[name] = f"n{arg}"
             elif step.nodes[arg].kind == "const":  # the constant as the operation read it
-                values[name] = d.literal(float(_operand(step, _VALUE, n, position)), "float64")
+                values[name] = d.literal(float(_operand(step, replace(_VALUE, reads=d.reads), n, position)), "float64")
             else:
                 values[name] = wide[arg]
         values["As"] = f"n{n.args[0]}" if n.args else None  # the first argument in its compute dtype

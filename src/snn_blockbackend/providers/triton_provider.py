@@ -265,9 +265,15 @@ def _triton_alif_grad(ctx, g_spikes, g_membrane, g_final_v, g_final_a, *_unused)
 # ---------------------------------------------------------------------------------------------
 # kernels generated from the profile (kernels.emit_triton)
 # ---------------------------------------------------------------------------------------------
-def _generated_module(step, sg_kind: str):
-    name = kernels.module_name("triton", step, sg_kind)
-    return kernel_cache.load(name, lambda: emit_triton.source(step, sg_kind))
+def _reads(device: torch.device) -> str:
+    """Whose elementwise kernels the generated ones reproduce on ``device`` (``codegen.Dialect.reads``): the
+    reference runs on the same device, CPU tensors only in the interpreter."""
+    return "cuda" if device.type == "cuda" else "cpu"
+
+
+def _generated_module(step, sg_kind: str, device: torch.device):
+    reads = _reads(device)
+    return kernel_cache.load(kernels.module_name("triton", step, sg_kind, reads), lambda: emit_triton.source(step, sg_kind, reads))
 
 
 @ops.custom_op("triton_generated_forward")
@@ -287,7 +293,7 @@ def triton_generated_forward(
     countdown_out = torch.empty(N, dtype=torch.int64, device=x.device)
     finals = [xs.new_empty(N, dtype=step.torch_dtype(f"state:{s}")) for s in step.state]
     saved = [rows(f"state:{s}") for s in step.saved]
-    module = _generated_module(step, sg_kind)
+    module = _generated_module(step, sg_kind, x.device)
     width = _block_width(x.device)
     module.forward[(triton.cdiv(max(N, 1), width),)](
         _bits(xs), countdown0.expand(shape).contiguous().reshape(N), *(_flat(s, shape, N) for s in state0),
@@ -313,7 +319,7 @@ def triton_generated_backward(
     g_state = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.state]
     g_params = [torch.empty(N, dtype=torch.float64, device=device) for _ in step.params]
     constants = _constants(sg_kind, sg_args, device)
-    module = _generated_module(step, sg_kind)
+    module = _generated_module(step, sg_kind, device)
     width = _block_width(device)
     module.backward[(triton.cdiv(max(N, 1), width),)](
         gs, gs_stride, gm, gm_stride, _bits(x.detach().contiguous().reshape(T, N)), F, constants, _bits(M),

@@ -3,7 +3,7 @@
 #   make venv       create/update .venv: CPU torch first, then the package with all extras
 #   make test       the fast test suite (pytest, excludes tests marked slow): on TEST_WORKERS processes
 #                   (pytest-xdist; default: one per core), then the timing-sensitive ones (marked serial) alone
-#   make test-slow  only the slow tests
+#   make test-slow  only the slow tests (on TEST_WORKERS processes too)
 #   make bench      the benchmark vs the native framework neurons (writes bench/)
 #   make gpu-check  on a GPU machine: exactness properties on CUDA + the CUDA bench (writes bench/cuda/)
 #   make gpu-wheels download the frameworks' packages to carry to a GPU machine (.gpu-wheels/)
@@ -54,7 +54,7 @@ test: venv
 	$(PY) $(PYTEST) -m 'serial and not slow' $(PYTEST_ARGS)
 
 test-slow: venv
-	$(PY) $(PYTEST) -m slow $(PYTEST_ARGS)
+	$(PY) $(PYTEST) -n $(TEST_WORKERS) -m slow $(PYTEST_ARGS)
 
 bench: venv
 	$(VENV)/bin/snn-blockbackend bench $(BENCH_ARGS)

@@ -146,7 +146,8 @@ def _assert_grads_close(ref, got, dtype):
     # of the summed terms, not of the sum: a parameter gradient is a sum over all steps and neurons of terms
     # as large as the per-step (input) gradients and can cancel to far less (seen: threshold grad -5.9e-4 from
     # terms of +-0.43, where the fp32 reference itself is off by 3e-8). So the scale is the largest gradient.
-    scale = max((float(g.abs().max()) for g in ref.values() if g is not None and g.numel()), default=0.0)
+    scale = max((float(g[g.isfinite()].abs().max()) for g in ref.values() if g is not None and bool(g.isfinite().any())),
+                default=0.0)  # fmt: skip
     for name, g_ref in ref.items():
         g_got = got[name]
         if g_ref is None:
@@ -155,7 +156,11 @@ def _assert_grads_close(ref, got, dtype):
         # a gradient stored in half precision is rounded to its grid: near zero that is the smallest subnormal
         quantum = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps if dtype in HALF else 0.0
         atol = max(rtol * max(scale, 1e-12), 2 * quantum)
-        torch.testing.assert_close(g_got.to(g_ref.dtype), g_ref, rtol=rtol, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
+        # a NaN where the reference has one agrees with it: float16 autograd overflows in a sum over steps
+        # (a Norse tau_mem_inv gradient, NaN in the reference, -164.6 in float64), and the torch provider's
+        # gradients are that autograd's
+        torch.testing.assert_close(g_got.to(g_ref.dtype), g_ref, rtol=rtol, atol=atol, equal_nan=True,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 def _assert_half_grads_close(run, ref, ref_grads, got_grads, dtype):
@@ -231,15 +236,16 @@ def test_provider_equals_reference_deep(config, backend, data):
 # half precision: the torch provider computes in the storage dtype; the generated kernels (numba, Triton) compute
 # each operation in float32 and round it to the half dtype, as PyTorch's CPU kernels do. Each (configuration,
 # dtype) is a numba kernel compiled for the test (~7-16 s on 2 cores), and Triton's interpreter takes ~15 ms a
-# step: the default run takes four cases of each (FAST_KERNEL_HALF), `make test-slow` every configuration in every
+# step: the default run takes nine cases of each (FAST_KERNEL_HALF), `make test-slow` every configuration in every
 # dtype situation.
 HALF_BACKENDS = [name for name in ("torch", "numba", "triton") if name in plugins.providers()]
 KERNEL_BACKENDS = [name for name in ("numba", "triton") if name in plugins.providers()]
 FIRST_OF_EACH_PROFILE = {name: (name, options) for name, options, *_ in reversed(CONFIGS)}
-# the default run (make test's time budget): SpikingJelly's and Norse's neurons as autocast gives them (bfloat16
-# input, float32 parameters; Norse's float32 state), float16 with half-precision parameters for one profile
+# the default run (make test's time budget): every profile as autocast gives it (bfloat16 input, 0-dim float32
+# parameters; Norse LIF also with its float32 state), float16 with half-precision parameters for one profile
 FAST_KERNEL_HALF = {
-    ("spikingjelly_lif", torch.bfloat16, "float32-params"), ("norse_lsnn", torch.bfloat16, "float32-params"),
+    *((name, torch.bfloat16, "float32-params") for name in ("paper", "paper_lif", "snntorch_leaky", "spikingjelly_lif",
+                                                            "norse_lif_box", "norse_lif_refrac", "norse_lsnn")),
     ("norse_lif", torch.bfloat16, "float32-state"), ("paper_lif", torch.float16, "half-params"),
 }  # fmt: skip
 
@@ -266,7 +272,7 @@ HALF_CASES = [
 def test_half_precision_equals_reference(config, dtype, backend, data):
     """float16/bfloat16 (parameters too): spikes, membranes and final state bitwise equal to the reference in
     that dtype; gradients as ``_assert_half_grads_close`` says."""
-    _check(config, backend, data, dtypes=(dtype,), max_refractory=MAX_REFRACTORY.get(backend, 20))
+    _check(config, backend, data, dtypes=(dtype,))
 
 
 # mixed precision as the frameworks meet it under autocast: half-precision input (a Linear's output) with float32

@@ -71,7 +71,7 @@ def _kernels(profile, providers) -> dict:
         device = torch.device("cpu" if provider.name == "numba" else "cuda")
         refusal = provider.supports(profile, device, "exact")
         hand_written = getattr(provider, "hand_written", lambda profile: False)
-        kernels[provider.name] = refusal or ("hand-written (generated too)" if hand_written(profile) else "generated")
+        kernels[provider.name] = refusal or ("hand-written (float32/float64; generated otherwise)" if hand_written(profile) else "generated")
     return kernels
 
 

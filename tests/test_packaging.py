@@ -1,6 +1,9 @@
 """The pip extras install the compiled CPU path, the SpikingJelly extra stays light, and the errors and
 ``info`` name the extras that install what is missing."""
 
+import subprocess
+import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -75,3 +78,36 @@ def test_info_prints_the_extras_names(capsys, monkeypatch):
     info = cli.collect_info()
     if info["extras"]:  # an installed distribution (not a bare source checkout)
         assert "[norse]" in out and "[spikingjelly]" in out
+
+
+WITHOUT_NUMBA = textwrap.dedent(
+    """
+    import sys
+
+    class Missing:  # numba and llvmlite as if not installed (the base install: no extra)
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("numba", "llvmlite"):
+                raise ImportError(f"No module named {name!r}")
+            return None
+
+    sys.meta_path.insert(0, Missing())
+    import torch
+    from snn_blockbackend import block_neuron, cli, plugins
+
+    print(sorted(plugins.providers()))
+    x = torch.randn(6, 2, 3)
+    auto = block_neuron(x, "paper_lif", {"beta": 0.9}, 1)
+    ref = block_neuron(x, "paper_lif", {"beta": 0.9}, 1, backend="reference")
+    assert torch.equal(auto.membrane, ref.membrane)
+    cli.main(["info"])
+    """
+)
+
+
+def test_the_base_install_runs_without_numba():
+    """``pip install snn-blockbackend`` (no extra) has no numba: the providers are discovered without it (the
+    numba provider is simply absent) and ``backend="auto"`` runs the torch provider."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_NUMBA], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    providers = done.stdout.splitlines()[0]
+    assert "'torch'" in providers and "'numba'" not in providers, providers

@@ -24,6 +24,8 @@ from . import _memory, generated
 from .numba_threads import launch, threads
 
 try:
+    import numba  # noqa: F401  (emit_numba itself imports only the generator; the provider needs numba)
+
     from ..kernels import emit_numba
 except ImportError:  # numba missing: the provider is simply not offered
     emit_numba = None

@@ -18,6 +18,7 @@ the tests do, so the script cannot rot between GPU sessions.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -89,6 +90,9 @@ def main(argv=None) -> int:
     parser.add_argument("--examples", type=int, default=None, help="hypothesis examples per property (default 50)")
     parser.add_argument("--select", default=None, metavar="EXPR",
                         help="only the property cases pytest's -k EXPR selects (the tests' dry run: one profile)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="pytest-xdist processes for the properties (default 8 on a GPU when xdist is there, "
+                             "else 0: the reference's many small launches leave the GPU mostly idle)")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole check (default 480)")
     args = parser.parse_args(argv)
 
@@ -105,9 +109,15 @@ def main(argv=None) -> int:
     paths = [str(REPO / "src"), *([str(SITE)] if SITE.is_dir() else []), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "SNN_BLOCKBACKEND_CHECK_DEVICE": device,
            "SNN_BLOCKBACKEND_CHECK_EXAMPLES": str(args.examples or (2 if args.dry else 50))}  # fmt: skip
+    workers = args.workers if args.workers is not None else (0 if args.dry else 8)
+    if workers and importlib.util.find_spec("xdist") is None:
+        workers = 0
+    report["property_workers"] = workers
     for key, test, share in PROPERTIES:
-        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
-                  "-o", "addopts=", test, *(["-k", args.select] if args.select else [])]  # fmt: skip
+        # -v: a line per case as it ends, so a run stopped at its time share still says what passed
+        pytest = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--import-mode=importlib",
+                  "-o", "addopts=", *(["-n", str(workers)] if workers else []), test,
+                  *(["-k", args.select] if args.select else [])]  # fmt: skip
         log = out / f"{key}.log"
         report[key] = _run(pytest, env, log, max(deadline - time.perf_counter(), 1) * share)
         report[key]["summary"] = _summary_line(log.read_text())

@@ -34,6 +34,14 @@ class Dialect:
         return self.convert(expression, "float64")
 
 
+def array_dtypes(step: Step) -> dict[str, str]:
+    """The dtype of each array a generated kernel reads or fills, by the emitters' names: x, S (spikes),
+    M (membranes), s_<state variable>, p_<parameter>."""
+    return {"x": step.dtype_of("x"), "S": step.dtype_of("spikes"), "M": step.dtype_of("membranes"),
+            **{f"s_{s}": step.dtype_of(f"state:{s}") for s in step.state},
+            **{f"p_{p}": step.dtype_of(f"param:{p}") for p in step.params}}  # fmt: skip
+
+
 def rounded(value: float, dtype: str) -> float:
     """``value`` rounded to ``dtype`` as PyTorch rounds a Python scalar operand (exact as a Python float)."""
     return float(torch.tensor(value, dtype=torch.float64).to(getattr(torch, dtype)))

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 
-from .codegen import Dialect, adjoint_statements, forward_statements, hoisted, surrogate_derivative, surrogate_dtype
+from .codegen import (
+    Dialect, adjoint_statements, array_dtypes, forward_statements, hoisted, surrogate_derivative, surrogate_dtype,
+)
 from .trace import HALF, Step, compute_dtype, outputs, reached
 
 # per dtype: the numpy type of its arrays (half precision as its int16 bit patterns, as torch's ``view(torch.int16)``
@@ -134,9 +136,7 @@ def source(step: Step, surrogate_kind: str) -> str:
     their signatures; the numba provider passes the arrays in that order). Every array has the dtype of what it
     holds (``Step.dtype_of``), half precision as int16 bit patterns."""
     states, params, saved = step.state, step.params, step.saved
-    dt = {"x": step.dtype_of("x"), "S": step.dtype_of("spikes"), "M": step.dtype_of("membranes"),
-          **{f"s_{s}": step.dtype_of(f"state:{s}") for s in states},
-          **{f"p_{p}": step.dtype_of(f"param:{p}") for p in params}}  # fmt: skip
+    dt = array_dtypes(step)
 
     def leaf_forward(node):
         return {"x": "xi", "live": "live", "state": f"st_{node.name}[i]", "param": f"pc_{node.name}[i]"}[node.kind]

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from .codegen import Dialect, adjoint_statements, forward_statements, surrogate_derivative, surrogate_dtype
+from .codegen import (
+    Dialect, adjoint_statements, array_dtypes, forward_statements, surrogate_derivative, surrogate_dtype,
+)
 from .trace import HALF, Step, compute_dtype
 
 # per dtype: the PTX type of its arrays (half precision as int16 bit patterns, as the provider passes them) and
@@ -79,13 +81,6 @@ def backward_args(step: Step) -> list[str]:
             *(f"s0_{s}_ptr" for s in step.state), *(f"sv_{s}_ptr" for s in step.saved),
             *(f"p_{p}_ptr" for p in step.params), *(f"gf_{s}_ptr" for s in step.state), "gx_ptr",
             *(f"g0_{s}_ptr" for s in step.state), *(f"gp_{p}_ptr" for p in step.params), "T", "N", "BLOCK"]  # fmt: skip
-
-
-def array_dtypes(step: Step) -> dict[str, str]:
-    """The dtype of each array argument's values, by argument prefix (x, S, M, s_<state>, p_<param>)."""
-    return {"x": step.dtype_of("x"), "S": step.dtype_of("spikes"), "M": step.dtype_of("membranes"),
-            **{f"s_{s}": step.dtype_of(f"state:{s}") for s in step.state},
-            **{f"p_{p}": step.dtype_of(f"param:{p}") for p in step.params}}  # fmt: skip
 
 
 def signature(step: Step, function: str) -> dict[str, str]:

@@ -273,7 +273,8 @@ def _reads(device: torch.device) -> str:
 
 def _generated_module(step, sg_kind: str, device: torch.device):
     reads = _reads(device)
-    return kernel_cache.load(kernels.module_name("triton", step, sg_kind, reads), lambda: emit_triton.source(step, sg_kind, reads))
+    name = kernels.module_name("triton", step, sg_kind, reads)
+    return kernel_cache.load(name, lambda: emit_triton.source(step, sg_kind, reads))
 
 
 @ops.custom_op("triton_generated_forward")

@@ -15,14 +15,30 @@ import torch
 from .trace import ADJOINTS, BINARY, FLOATS, HALF, Node, Step, TraceError, compute_dtype, converts_exactly, used
 
 
+# half precision in the generated code: values in float32 variables, arrays of int16 bit patterns, converted and
+# rounded by helpers of these names (``numba_math`` and ``triton_math`` define the same ones)
+_HALF_NAME = {"float16": "f16", "bfloat16": "bf16"}
+
+
+def load(dtype: str, expression: str) -> str:
+    """An array element of ``dtype`` as a value of its compute dtype."""
+    return f"{_HALF_NAME[dtype]}_to_f32({expression})" if dtype in HALF else expression
+
+
+def store(dtype: str, expression: str) -> str:
+    """A value of ``dtype`` (in its compute dtype) as an array element."""
+    return f"f32_to_{_HALF_NAME[dtype]}({expression})" if dtype in HALF else expression
+
+
 @dataclass(frozen=True)
 class Dialect:
     select: Callable[[str, str, str], str]  # (condition, if true, if false) -> expression
     convert: Callable[[str, str], str]  # (expression, "float32" or "float64") -> the value converted to that type
     literal: Callable[[float, str], str]  # (value, "float32" or "float64") -> a typed constant (value exact in it)
-    round_half: Callable[[str, str], str]  # (float32 expression, "float16"/"bfloat16") -> that value rounded, in float32
     abs: str  # function names
     exp_storage: str  # the exponential in the surrogate's compute dtype
+    # (float32 expression, "float16"/"bfloat16") -> that value rounded, in float32
+    round_half: Callable[[str, str], str] = lambda value, dtype: f"round_{_HALF_NAME[dtype]}({value})"
     # (numerator, denominator, compute dtype) -> the correctly rounded quotient (Triton's ``/`` in float32 is an
     # approximate division on NVIDIA GPUs, ``div.full.f32``; PyTorch divides with IEEE rounding)
     divide: Callable[[str, str, str], str] = lambda a, b, compute: f"{a} / {b}"
@@ -32,6 +48,14 @@ class Dialect:
 
     def wide(self, expression: str) -> str:
         return self.convert(expression, "float64")
+
+    def from_wide(self, dtype: str, expression: str) -> str:
+        """A float64 value (a gradient) rounded to ``dtype`` (through float32, as PyTorch converts), in its
+        compute dtype."""
+        if dtype == "float64":
+            return expression
+        value = self.convert(expression, "float32")
+        return self.round_half(value, dtype) if dtype in HALF else value
 
 
 def array_dtypes(step: Step) -> dict[str, str]:

@@ -21,44 +21,24 @@ from pathlib import Path
 import torch
 
 from .codegen import (
-    Dialect, adjoint_statements, array_dtypes, forward_statements, hoisted, surrogate_derivative, surrogate_dtype,
+    Dialect, adjoint_statements, array_dtypes, forward_statements, hoisted, load, store, surrogate_derivative,
+    surrogate_dtype,
 )
-from .trace import HALF, Step, compute_dtype, outputs, reached
+from .trace import Step, compute_dtype, outputs, reached
 
-# per dtype: the numpy type of its arrays (half precision as its int16 bit patterns, as torch's ``view(torch.int16)``
-# gives them) and of the values it is computed in (half precision in float32, rounded after every operation)
-_STORAGE = {"float16": "np.int16", "bfloat16": "np.int16", "float32": "np.float32", "float64": "np.float64"}
+# per dtype: the element type of its arrays (half precision as its int16 bit patterns, as torch's
+# ``view(torch.int16)`` gives them; the values are computed in float32, rounded after every operation)
 _POINTER = {"float16": "int16", "bfloat16": "int16", "float32": "float32", "float64": "float64"}
-_SHORT = {"float16": "f16", "bfloat16": "bf16"}
 
 
 def _np(compute: str) -> str:
     return f"np.{compute}"
 
 
-def load(dtype: str, expression: str) -> str:
-    """An array element of ``dtype`` as a value of its compute dtype."""
-    return f"{_SHORT[dtype]}_to_f32({expression})" if dtype in HALF else expression
-
-
-def store(dtype: str, expression: str) -> str:
-    """A value of ``dtype`` (in its compute dtype) as an array element."""
-    return f"f32_to_{_SHORT[dtype]}({expression})" if dtype in HALF else expression
-
-
-def from_wide(dtype: str, expression: str) -> str:
-    """A float64 value (a gradient) rounded to ``dtype``, in its compute dtype."""
-    if dtype == "float64":
-        return expression
-    value = f"np.float32({expression})"
-    return f"round_{_SHORT[dtype]}({value})" if dtype in HALF else value
-
-
 DIALECT = Dialect(
     select=lambda c, a, b: f"({a} if {c} else {b})",
     convert=lambda value, compute: f"{_np(compute)}({value})",
     literal=lambda value, compute: f"{_np(compute)}({float(value)!r})",
-    round_half=lambda value, dtype: f"round_{_SHORT[dtype]}({value})",
     abs="abs",
     # the module binds it to numba_math.exp32 (float32) or exp (float64): inlined, they vectorize (math.exp is a
     # call per element)
@@ -270,7 +250,7 @@ def source(step: Step, surrogate_kind: str) -> str:
             *(f"            ga_{s} = a_{s}[i]" for s in states),
             *_indent(body_bwd, 3),
             *_indent(adjoint, 3),
-            f"            gxr[i] = {store(dt['x'], from_wide(dt['x'], by_leaf.get(('x', ''), '0.0')))}",
+            f"            gxr[i] = {store(dt['x'], DIALECT.from_wide(dt['x'], by_leaf.get(('x', ''), '0.0')))}",
             *(f"            a_{s}[i] = {by_leaf.get(('state', s), '0.0')}" for s in states),
             *(f"            acc_{p}[i] += {by_leaf[('param', p)]}" for p in params if ("param", p) in by_leaf),
             "    for i in range(width):",

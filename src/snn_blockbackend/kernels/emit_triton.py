@@ -12,34 +12,14 @@ import re
 from dataclasses import replace
 
 from .codegen import (
-    Dialect, adjoint_statements, array_dtypes, forward_statements, surrogate_derivative, surrogate_dtype,
+    Dialect, adjoint_statements, array_dtypes, forward_statements, load, store, surrogate_derivative, surrogate_dtype,
 )
-from .trace import HALF, Step, compute_dtype
+from .trace import Step, compute_dtype
 
 # per dtype: the PTX type of its arrays (half precision as int16 bit patterns, as the provider passes them) and
 # what a masked lane of a parameter reads (1.0: no division by zero in lanes that are never stored)
 _PTX_TYPES = {"float16": "i16", "bfloat16": "i16", "float32": "fp32", "float64": "fp64"}
 _ONE = {"float16": "0x3C00", "bfloat16": "0x3F80", "float32": "1.0", "float64": "1.0"}
-_SHORT = {"float16": "f16", "bfloat16": "bf16"}
-
-
-def load(dtype: str, expression: str) -> str:
-    """An array element of ``dtype`` as a value of its compute dtype."""
-    return f"{_SHORT[dtype]}_to_f32({expression})" if dtype in HALF else expression
-
-
-def store(dtype: str, expression: str) -> str:
-    """A value of ``dtype`` (in its compute dtype) as an array element."""
-    return f"f32_to_{_SHORT[dtype]}({expression})" if dtype in HALF else expression
-
-
-def from_wide(dtype: str, expression: str) -> str:
-    """A float64 value (a gradient) rounded to ``dtype`` (through float32, as PyTorch converts), in its compute
-    dtype."""
-    if dtype == "float64":
-        return expression
-    value = f"({expression}).to(tl.float32)"
-    return f"round_{_SHORT[dtype]}({value})" if dtype in HALF else value
 
 
 DIALECT = Dialect(
@@ -47,7 +27,6 @@ DIALECT = Dialect(
     convert=lambda value, compute: f"{value}.to(tl.{compute})",
     # typed constants: a bare Python float would be a float32 literal in Triton
     literal=lambda value, compute: f"tl.full([BLOCK], {float(value)!r}, tl.{compute})",
-    round_half=lambda value, dtype: f"round_{_SHORT[dtype]}({value})",
     abs="tl.abs",
     exp_storage="tl.exp",
     # IEEE division in float32 (``/`` compiles to the approximate ``div.full.f32``); float64's ``/`` is ``div.rn.f64``
@@ -167,7 +146,7 @@ def source(step: Step, surrogate_kind: str, reads: str = "cpu") -> str:
             stored = f"sv_{s}_ptr" if s in saved else "M_ptr"  # M holds the state's values in its dtype
             prev += [f"        st_{s} = {loaded(f's_{s}', f'{stored} + prev_row')}",
                      f"        st_{s} = tl.where(t > 0, st_{s}, s0_{s})"]  # fmt: skip
-        gx = store(dt["x"], from_wide(dt["x"], by_leaf.get(("x", ""), zero64)))
+        gx = store(dt["x"], d.from_wide(dt["x"], by_leaf.get(("x", ""), zero64)))
         return [
             f"def backward({', '.join(backward_args(step)[:-1])}, BLOCK: tl.constexpr):",
             *head,
